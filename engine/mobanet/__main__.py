@@ -1,0 +1,3 @@
+from mobanet.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Sub-commands of the `mobanet` CLI; each module has ``register(subparsers, parents)``."""
