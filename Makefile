@@ -1,0 +1,64 @@
+# mobanet-qgis: two commands do everything on a fresh Debian 12 machine:
+#   make demo   set up, then segment the bundled sample through qgis_process
+#   make test   set up, then lint and run every test
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.mobanet-installed
+QGIS_PROCESS := tools/qgis_process
+export QT_QPA_PLATFORM ?= offscreen
+
+SAMPLE := resources/sample
+DEMO_OUT := out/demo/sample_classes.tif
+DEFAULT_MODEL := resources/models/mobanet-demo-tiny.safetensors
+
+.PHONY: help install demo test lint bench bench-ablation default-model sample package clean
+
+help:
+	@echo "make demo            set up, then segment the bundled sample with the default model (qgis_process)"
+	@echo "make test            set up, then run ruff and every test"
+	@echo "make install         only the set-up (Debian packages, .venv, engine, plugin link)"
+	@echo "make bench           speed and memory benchmarks (benchmarks/results/)"
+	@echo "make bench-ablation  the ablation benchmark on synthetic scenes"
+	@echo "make default-model   retrain the embedded default model (CPU, < 30 min)"
+	@echo "make package         build mobanet_qgis.zip for the QGIS plugin manager"
+
+install: $(STAMP)
+
+$(STAMP): tools/install.sh requirements.txt engine/pyproject.toml
+	tools/install.sh
+	@touch $@
+
+demo: install
+	@mkdir -p $(dir $(DEMO_OUT))
+	$(QGIS_PROCESS) run mobanet:segment -- \
+	  OPTICAL=$(SAMPLE)/sample_optical.tif DSM=$(SAMPLE)/sample_dsm.tif OUTPUT=$(DEMO_OUT)
+	$(PY) tools/describe_classification.py $(DEMO_OUT) --reference $(SAMPLE)/sample_labels.tif
+
+lint: install
+	$(VENV)/bin/ruff check engine mobanet_qgis tests benchmarks tools
+
+test: lint
+	$(PY) -m pytest tests
+
+bench: install
+	$(PY) benchmarks/bench_model.py
+	$(PY) benchmarks/bench_segment.py
+	$(PY) benchmarks/bench_train.py
+
+bench-ablation: install
+	$(PY) benchmarks/ablation.py
+
+default-model: install
+	$(PY) tools/train_default_model.py --output $(DEFAULT_MODEL)
+
+sample: install
+	$(VENV)/bin/mobanet synth --output-dir $(SAMPLE) --scenes 1 --size 1024 --seed 2026 --prefix sample
+
+package: install
+	$(PY) tools/build_package.py --output mobanet_qgis.zip
+
+clean:
+	rm -rf out build dist mobanet_qgis.zip .pytest_cache .ruff_cache
