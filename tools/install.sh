@@ -27,7 +27,8 @@ echo "==> Installing Python packages (torch, timm, test tools)"
 .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e engine
 .venv/bin/python -c "import torch, timm, osgeo.gdal, qgis.core; print('   torch', torch.__version__, '| timm', timm.__version__, '| GDAL', osgeo.gdal.__version__)"
 
-PROFILE="${QGIS_PROFILE_DIR:-$HOME/.local/share/QGIS/QGIS3/profiles/default}"
+# QGIS (and qgis_process) read QGIS_CUSTOM_CONFIG_PATH when set, else the user's folder.
+PROFILE="${QGIS_CUSTOM_CONFIG_PATH:-$HOME/.local/share/QGIS/QGIS3}/profiles/default"
 PLUGINS="$PROFILE/python/plugins"
 mkdir -p "$PLUGINS"
 if [ -e "$PLUGINS/mobanet_qgis" ] && [ ! -L "$PLUGINS/mobanet_qgis" ]; then

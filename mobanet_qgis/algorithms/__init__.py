@@ -1,0 +1,1 @@
+"""The MoBaNet Processing algorithms: segment, train and evaluate."""

@@ -1,0 +1,306 @@
+"""Run the MoBaNet engine as a separate process and relay its progress to Processing.
+
+QGIS runs engines with heavy dependencies (GDAL, GRASS, SAGA) as separate
+processes; MoBaNet does the same so that torch never loads inside QGIS. The
+engine is ``python -m mobanet COMMAND ... --json-progress``: it writes one JSON
+object a line on stdout (``progress``, ``info``, ``warning``, ``metrics``, then
+one ``result`` or ``error``), see ``engine/mobanet/progress.py``.
+
+Which Python runs the engine, first match wins:
+
+1. the Processing setting *Engine Python* (Options -> Providers -> MoBaNet);
+2. ``<repository>/.venv/bin/python`` when the plugin folder is the repository's
+   ``mobanet_qgis/`` (``make install`` links it into the QGIS profile, so the
+   link is resolved first);
+3. the engine bundled in the release zip (``<plugin>/engine/mobanet``), run by
+   ``$MOBANET_PYTHON`` or else ``python3`` from the PATH (that Python needs
+   torch, timm and GDAL).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qgis.core import QgsProcessingException, QgsProcessingFeedback
+
+PLUGIN_DIR = Path(__file__).resolve().parent
+ENGINE_PYTHON_SETTING = "MOBANET_ENGINE_PYTHON"
+BUNDLED_ENGINE_DIR = PLUGIN_DIR / "engine"
+
+# After a cancel the engine gets SIGTERM (it removes its partial outputs and
+# exits with 130); if it has not ended after this many seconds it is killed.
+TERMINATE_GRACE_S = 10.0
+POLL_INTERVAL_S = 0.1
+STDERR_LINES_KEPT = 60
+
+# Exit codes of the engine (engine/mobanet/cli.py).
+EXIT_USER_ERROR = 2
+EXIT_CANCELLED = 130
+
+
+@dataclass
+class EngineCommand:
+    """How to start the engine: the interpreter and the extra environment."""
+
+    python: str
+    env: dict[str, str] = field(default_factory=dict)
+    source: str = ""
+
+    def argv(self, command: str, arguments: list[str]) -> list[str]:
+        return [self.python, "-m", "mobanet", command, *arguments, "--json-progress"]
+
+
+def _setting_python() -> str:
+    try:
+        from processing.core.ProcessingConfig import ProcessingConfig
+    except ImportError:  # Processing plugin not loaded (bare QgsApplication)
+        return ""
+    value = ProcessingConfig.getSetting(ENGINE_PYTHON_SETTING)
+    return str(value).strip() if value else ""
+
+
+def _venv_python(venv: Path) -> Path:
+    if sys.platform == "win32":
+        return venv / "Scripts" / "python.exe"
+    return venv / "bin" / "python"
+
+
+def find_engine() -> EngineCommand:
+    """The interpreter (and PYTHONPATH) that runs ``python -m mobanet``; see the module docstring."""
+    env: dict[str, str] = {}
+    if (BUNDLED_ENGINE_DIR / "mobanet" / "__init__.py").is_file():
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(BUNDLED_ENGINE_DIR), os.environ.get("PYTHONPATH", "")) if p)
+
+    configured = _setting_python()
+    if configured:
+        if not Path(configured).is_file():
+            raise QgsProcessingException(
+                f"The MoBaNet engine Python '{configured}' set in Processing -> Options -> Providers -> MoBaNet "
+                "does not exist. Point it at a Python with torch and the mobanet engine (the repository's "
+                ".venv/bin/python after `make install`), or clear it to find the engine automatically.")
+        return EngineCommand(configured, env, "Processing setting")
+
+    repo_python = _venv_python(PLUGIN_DIR.parent / ".venv")
+    if repo_python.is_file():
+        return EngineCommand(str(repo_python), env, "repository .venv")
+
+    if env:
+        bundled_python = os.environ.get("MOBANET_PYTHON") or shutil.which("python3") or shutil.which("python")
+        if bundled_python:
+            return EngineCommand(bundled_python, env, "bundled engine")
+
+    raise QgsProcessingException(
+        "The MoBaNet engine was not found. Run `make install` in the mobanet-qgis repository (it creates "
+        ".venv with the engine), or set Processing -> Options -> Providers -> MoBaNet -> Engine Python "
+        "to a Python that has torch, timm, GDAL and the mobanet engine installed.")
+
+
+def _read_lines(stream: Any, name: str, sink: queue.Queue) -> None:
+    """Reader thread: hand every line of a pipe to the polling loop as (name, line), then (name, None) at EOF."""
+    try:
+        for line in iter(stream.readline, ""):
+            sink.put((name, line.rstrip("\r\n")))
+    finally:
+        sink.put((name, None))
+
+
+def _format_metrics(event: dict[str, Any]) -> str:
+    parts = []
+    for key, value in event.items():
+        if key == "event" or isinstance(value, (dict, list)):
+            continue
+        parts.append(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}")
+    return "Metrics: " + " ".join(parts)
+
+
+def _remove_new_files(paths: list[str], existed_before: set[str]) -> None:
+    """After a cancel: remove outputs (and their sidecars) that this run created."""
+    for path in paths:
+        for candidate in (path, path + ".aux.xml", str(Path(path).with_suffix(".qml"))):
+            if candidate not in existed_before and os.path.isfile(candidate):
+                os.remove(candidate)
+
+
+class EngineRun:
+    """One engine process: start, relay its events to a feedback, stop it on cancel.
+
+    `outputs` are the files the command may create; they are removed when the
+    user cancels so that nothing half-written is left behind.
+    """
+
+    def __init__(self, command: str, arguments: list[str], feedback: QgsProcessingFeedback | None,
+                 outputs: list[str] | None = None, engine: EngineCommand | None = None):
+        self.command = command
+        self.arguments = arguments
+        self.feedback = feedback if feedback is not None else QgsProcessingFeedback()
+        self.outputs = [str(p) for p in (outputs or []) if p]
+        self.engine = engine or find_engine()
+        self.result: dict[str, Any] | None = None
+        self.error: dict[str, Any] | None = None
+        self.stderr_tail: deque[str] = deque(maxlen=STDERR_LINES_KEPT)
+        self.pid: int | None = None
+        self._progress_message = ""
+
+    # -- event handling -------------------------------------------------------------------
+    def _handle_stdout(self, line: str) -> None:
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            event = None
+        if not isinstance(event, dict) or "event" not in event:
+            self.feedback.pushConsoleInfo(line)
+            return
+        kind = event["event"]
+        if kind == "progress":
+            fraction = event.get("fraction") or 0.0
+            self.feedback.setProgress(100.0 * max(0.0, min(1.0, float(fraction))))
+            message = str(event.get("message") or "")
+            if message and message != self._progress_message:
+                self._progress_message = message
+                self.feedback.setProgressText(message)
+        elif kind == "info":
+            self.feedback.pushInfo(str(event.get("message", "")))
+        elif kind == "warning":
+            self.feedback.pushWarning(str(event.get("message", "")))
+        elif kind == "metrics":
+            self.feedback.pushInfo(_format_metrics(event))
+        elif kind == "result":
+            self.result = {k: v for k, v in event.items() if k != "event"}
+        elif kind == "error":
+            self.error = event
+        else:
+            self.feedback.pushDebugInfo(line)
+
+    def _handle_stderr(self, line: str) -> None:
+        self.stderr_tail.append(line)
+        self.feedback.pushConsoleInfo(line)
+
+    # -- process control ------------------------------------------------------------------
+    def _start(self) -> subprocess.Popen:
+        argv = self.engine.argv(self.command, self.arguments)
+        env = dict(os.environ)
+        env.update(self.engine.env)
+        env["PYTHONUNBUFFERED"] = "1"
+        env["PYTHONIOENCODING"] = "utf-8"
+        self.feedback.pushCommandInfo(" ".join(_quote(a) for a in argv))
+        self.feedback.pushDebugInfo(f"Engine Python from the {self.engine.source}: {self.engine.python}")
+        try:
+            # Same process group: a Ctrl-C on a terminal running qgis_process reaches the engine too.
+            process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                       env=env, text=True, encoding="utf-8", errors="replace", bufsize=1)
+        except OSError as exc:
+            raise QgsProcessingException(
+                f"Could not start the MoBaNet engine with '{self.engine.python}': {exc}. Check Processing -> "
+                "Options -> Providers -> MoBaNet -> Engine Python.") from exc
+        self.pid = process.pid
+        self.feedback.pushDebugInfo(f"Engine process {process.pid} started")
+        return process
+
+    def _stop(self, process: subprocess.Popen) -> None:
+        """SIGTERM (the engine cleans up and exits 130), then kill after a grace period."""
+        if process.poll() is not None:
+            return
+        self.feedback.pushInfo("Cancelling: stopping the MoBaNet engine...")
+        process.terminate()
+        try:
+            process.wait(TERMINATE_GRACE_S)
+        except subprocess.TimeoutExpired:
+            self.feedback.pushWarning(f"The engine did not stop within {TERMINATE_GRACE_S:.0f} s; killing it.")
+            process.kill()
+            process.wait()
+
+    def run(self) -> dict[str, Any]:
+        """Run to the end and return the engine's ``result`` event (without its ``event`` key)."""
+        existed_before = {p for out in self.outputs
+                          for p in (out, out + ".aux.xml", str(Path(out).with_suffix(".qml"))) if os.path.exists(p)}
+        process = self._start()
+        lines: queue.Queue = queue.Queue()
+        readers = [
+            threading.Thread(target=_read_lines, args=(process.stdout, "stdout", lines), daemon=True),
+            threading.Thread(target=_read_lines, args=(process.stderr, "stderr", lines), daemon=True),
+        ]
+        for reader in readers:
+            reader.start()
+
+        cancelled = False
+        open_streams = 2
+        try:
+            while open_streams:
+                if not cancelled and self.feedback.isCanceled():
+                    cancelled = True
+                    self._stop(process)
+                try:
+                    name, line = lines.get(timeout=POLL_INTERVAL_S)
+                except queue.Empty:
+                    continue
+                if line is None:
+                    open_streams -= 1
+                elif name == "stdout":
+                    self._handle_stdout(line)
+                else:
+                    self._handle_stderr(line)
+            returncode = process.wait()
+        except BaseException:
+            self._stop(process)
+            raise
+        finally:
+            for reader in readers:
+                reader.join(timeout=1.0)
+            for stream in (process.stdout, process.stderr):
+                if stream is not None:
+                    stream.close()
+
+        if cancelled or self.feedback.isCanceled() or returncode == EXIT_CANCELLED:
+            _remove_new_files(self.outputs, existed_before)
+            raise QgsProcessingException("MoBaNet: cancelled by the user; no output was written.")
+        if returncode != 0 or self.error is not None:
+            raise QgsProcessingException(self._error_message(returncode))
+        if self.result is None:
+            raise QgsProcessingException(
+                f"MoBaNet {self.command}: the engine ended without a result. {self._stderr_hint()}")
+        self.feedback.setProgress(100.0)
+        return self.result
+
+    def _stderr_hint(self) -> str:
+        tail = [line for line in self.stderr_tail if line.strip()][-8:]
+        return ("Engine output:\n" + "\n".join(tail)) if tail else ""
+
+    def _error_message(self, returncode: int) -> str:
+        if self.error is not None:
+            message = str(self.error.get("message") or "unknown error")
+            if returncode == EXIT_USER_ERROR or self.error.get("kind") not in (None, "InternalError"):
+                return message
+            return f"{message}\n{self._stderr_hint()}".rstrip()
+        if any("ModuleNotFoundError" in line or "No module named" in line for line in self.stderr_tail):
+            return (f"The engine Python '{self.engine.python}' (from the {self.engine.source}) lacks a module it "
+                    "needs. Set Processing -> Options -> Providers -> MoBaNet -> Engine Python (or the environment "
+                    "variable MOBANET_PYTHON for the bundled engine) to a Python with torch, timm, numpy and GDAL, "
+                    f"e.g. the repository's .venv/bin/python after `make install`. {self._stderr_hint()}").rstrip()
+        return (f"MoBaNet {self.command} failed (engine exit code {returncode}) without an error message. "
+                f"{self._stderr_hint()}").rstrip()
+
+
+def _quote(argument: str) -> str:
+    return f'"{argument}"' if (" " in argument or not argument) else argument
+
+
+def run_engine(command: str, arguments: list[str], feedback: QgsProcessingFeedback | None,
+               outputs: list[str] | None = None) -> dict[str, Any]:
+    """Run ``python -m mobanet COMMAND ARGUMENTS --json-progress``; return its result or raise.
+
+    Raises QgsProcessingException with the engine's own message on errors, and
+    after a cancel (then the new `outputs` are removed).
+    """
+    return EngineRun(command, arguments, feedback, outputs).run()
+

@@ -1,0 +1,137 @@
+"""The provider `mobanet`, its algorithms and parameters are registered in QGIS; metadata and engine discovery."""
+
+import configparser
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PLUGIN = ROOT / "mobanet_qgis"
+
+
+def test_provider_is_registered_with_name_and_icon(mobanet_provider):
+    from qgis.core import QgsApplication
+
+    assert QgsApplication.processingRegistry().providerById("mobanet") is mobanet_provider
+    assert mobanet_provider.name() == "MoBaNet"
+    assert not mobanet_provider.icon().isNull()
+    assert Path(mobanet_provider.svgIconPath()).is_file()
+    assert sorted(a.id() for a in mobanet_provider.algorithms()) == [
+        "mobanet:evaluate", "mobanet:segment", "mobanet:train"]
+    assert mobanet_provider.supportedOutputRasterLayerExtensions() == ["tif"]
+
+
+def _parameters(algorithm_id):
+    from qgis.core import QgsApplication
+
+    algorithm = QgsApplication.processingRegistry().algorithmById(algorithm_id)
+    assert algorithm is not None, algorithm_id
+    return algorithm, {p.name(): p for p in algorithm.parameterDefinitions()}
+
+
+def test_segment_parameters(mobanet_provider):
+    algorithm, params = _parameters("mobanet:segment")
+    types = {name: p.type() for name, p in params.items()}
+    assert types == {
+        "OPTICAL": "raster", "DSM": "raster", "MODEL": "file", "WEIGHTS": "file", "BANDS": "band",
+        "EXTENT": "extent", "MASK": "source", "DEVICE": "enum", "BATCH_SIZE": "number", "OVERLAP": "number",
+        "OUTPUT": "rasterDestination", "CONFIDENCE": "rasterDestination", "VECTOR": "vectorDestination",
+        "MIN_AREA": "number"}
+    optional = {name for name, p in params.items() if p.flags() & p.FlagOptional}
+    assert optional == {"MODEL", "WEIGHTS", "BANDS", "EXTENT", "MASK", "CONFIDENCE", "VECTOR"}
+    assert params["BANDS"].allowMultiple() and params["BANDS"].parentLayerParameterName() == "OPTICAL"
+    assert params["DEVICE"].options()[params["DEVICE"].defaultValue()].startswith("Automatic")
+    assert params["MODEL"].extension() == "safetensors"
+    assert not params["CONFIDENCE"].createByDefault() and not params["VECTOR"].createByDefault()
+    assert {o.name() for o in algorithm.outputDefinitions()} == {"OUTPUT", "CONFIDENCE", "VECTOR"}
+
+
+def test_train_parameters(mobanet_provider):
+    from mobanet_qgis.algorithms.train import BACKBONES
+
+    algorithm, params = _parameters("mobanet:train")
+    assert set(params) == {"OPTICAL", "DSM", "LABELS", "CLASS_FIELD", "VAL_OPTICAL", "VAL_DSM", "VAL_LABELS",
+                           "BACKBONE", "WEIGHTS", "EPOCHS", "ITERATIONS", "BATCH_SIZE", "WINDOW", "LR", "MCRM",
+                           "DEVICE", "SEED", "OUTPUT"}
+    for name in ("OPTICAL", "DSM", "LABELS", "VAL_OPTICAL", "VAL_DSM", "VAL_LABELS"):
+        assert params[name].type() == "multilayer"
+    assert params["OUTPUT"].type() == "fileDestination" and "safetensors" in params["OUTPUT"].fileFilter()
+    assert {"tiny", "dinov2_vits14", "dinov2_vitb14", "dinov2_vitl14", "dinov2_vitg14"} <= set(BACKBONES)
+    assert len(params["BACKBONE"].options()) == len(BACKBONES)
+
+
+def test_evaluate_parameters_and_number_outputs(mobanet_provider):
+    algorithm, params = _parameters("mobanet:evaluate")
+    assert set(params) == {"PREDICTION", "REFERENCE", "ERODED", "OUTPUT_HTML", "OUTPUT_JSON"}
+    outputs = {o.name(): o.type() for o in algorithm.outputDefinitions()}
+    for name in ("OA", "MF1", "MIOU"):
+        assert outputs[name] == "outputNumber"
+    assert outputs["OUTPUT_HTML"] == "outputHtml"
+
+
+@pytest.mark.parametrize("algorithm_id", ["mobanet:segment", "mobanet:train", "mobanet:evaluate"])
+def test_every_parameter_has_help(mobanet_provider, algorithm_id):
+    algorithm, params = _parameters(algorithm_id)
+    help_html = algorithm.shortHelpString()
+    for name, parameter in params.items():
+        assert len(parameter.help()) > 20, name
+        assert f"<code>{name}</code>" in help_html
+    assert algorithm.helpString() and algorithm.displayName() and not algorithm.icon().isNull()
+
+
+def test_metadata_has_what_the_plugin_repository_requires():
+    parser = configparser.ConfigParser()
+    parser.read(PLUGIN / "metadata.txt", encoding="utf-8")
+    general = parser["general"]
+    for key in ("name", "qgisMinimumVersion", "description", "about", "version", "author", "email",
+                "repository", "tracker", "homepage", "category", "icon", "tags", "license"):
+        assert general.get(key, "").strip(), key
+    assert general["qgisMinimumVersion"] == "3.22"
+    assert general["hasProcessingProvider"] == "yes"
+    assert general["version"] == "0.1.0"
+    assert general["category"] == "Analysis"
+    assert (PLUGIN / general["icon"]).is_file()
+
+
+def test_engine_python_found_in_repository_venv_or_processing_setting(mobanet_provider):
+    from processing.core.ProcessingConfig import ProcessingConfig
+    from qgis.core import QgsProcessingException
+
+    from mobanet_qgis.engine_process import ENGINE_PYTHON_SETTING, find_engine
+
+    setting = ProcessingConfig.settings[ENGINE_PYTHON_SETTING]
+    saved = setting.value
+    try:
+        setting.value = ""  # in memory only: the user's profile is not touched
+        engine = find_engine()
+        assert Path(engine.python) == ROOT / ".venv" / "bin" / "python"
+        setting.value = sys.executable
+        assert find_engine().python == sys.executable
+        setting.value = "/nonexistent/python3"
+        with pytest.raises(QgsProcessingException, match="/nonexistent/python3"):
+            find_engine()
+    finally:
+        setting.value = saved
+
+
+def test_engine_python_without_the_engine_says_how_to_fix_it(mobanet_provider, scene, tmp_path):
+    """The system Python has neither torch nor mobanet: the message points at the setting."""
+    import processing
+    from processing.core.ProcessingConfig import ProcessingConfig
+    from qgis.core import QgsProcessingException
+
+    from mobanet_qgis.engine_process import ENGINE_PYTHON_SETTING
+
+    setting = ProcessingConfig.settings[ENGINE_PYTHON_SETTING]
+    saved = setting.value
+    try:
+        setting.value = "/usr/bin/python3"
+        with pytest.raises(QgsProcessingException) as raised:
+            processing.run("mobanet:evaluate", {"PREDICTION": str(scene["labels"]), "REFERENCE": str(scene["labels"]),
+                                                "OUTPUT_JSON": str(tmp_path / "scores.json")})
+    finally:
+        setting.value = saved
+    message = str(raised.value)
+    assert "'/usr/bin/python3'" in message and "Engine Python" in message and "No module named" in message
+    assert not (tmp_path / "scores.json").exists()

@@ -1,0 +1,173 @@
+"""`mobanet:segment` through processing.run: styled output on the optical grid, exports, cancel, engine errors."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from osgeo import gdal, ogr
+
+ISPRS_COLORS = [(255, 255, 255), (0, 0, 255), (0, 255, 255), (0, 255, 0), (255, 255, 0), (255, 0, 0)]
+
+
+def _grid(path):
+    dataset = gdal.Open(str(path))
+    return dataset.RasterXSize, dataset.RasterYSize, dataset.GetGeoTransform(), dataset.GetProjection()
+
+
+def _classes(path):
+    dataset = gdal.Open(str(path))  # keep the dataset alive while its band is read
+    return dataset.GetRasterBand(1).ReadAsArray()
+
+
+@pytest.fixture(scope="module")
+def segmented(mobanet_provider, scene, model_file, tmp_path_factory, recording_feedback):
+    """One run, loaded into the project as the toolbox does; the tests below look at it from several sides."""
+    import processing
+    from qgis.core import QgsProcessingContext, QgsProject
+
+    QgsProject.instance().clear()
+    output = tmp_path_factory.mktemp("segment") / "classes.tif"
+    context = QgsProcessingContext()
+    context.setProject(QgsProject.instance())
+    feedback = recording_feedback()
+    results = processing.runAndLoadResults("mobanet:segment", {
+        "OPTICAL": str(scene["optical"]), "DSM": str(scene["dsm"]), "MODEL": str(model_file),
+        "OUTPUT": str(output)}, context=context, feedback=feedback)
+    return results, output, feedback
+
+
+def test_output_is_on_the_optical_grid_with_palette_and_names(segmented, scene, model_file):
+    from mobanet.modelfile import read_card
+
+    results, output, _ = segmented
+    assert Path(results["OUTPUT"]) == output
+    assert _grid(output) == _grid(scene["optical"])
+    dataset = gdal.Open(str(output))
+    band = dataset.GetRasterBand(1)
+    assert dataset.RasterCount == 1 and band.DataType == gdal.GDT_Byte and band.GetNoDataValue() == 255
+    card = read_card(model_file)
+    table = band.GetColorTable()
+    assert [table.GetColorEntry(i)[:3] for i in range(card.num_classes)] == [tuple(c) for c in card.class_colors]
+    assert band.GetCategoryNames()[:card.num_classes] == card.class_names
+    values = np.unique(_classes(output))
+    assert set(values.tolist()) <= set(range(card.num_classes)) | {255}
+    assert output.with_suffix(".qml").is_file()
+
+
+def test_loaded_layer_is_styled_with_the_engines_qml(segmented, model_file):
+    from mobanet.modelfile import read_card
+    from qgis.core import QgsProject
+
+    _, output, _ = segmented
+    layers = [lyr for lyr in QgsProject.instance().mapLayers().values()
+              if Path(lyr.source()).resolve() == output.resolve()]
+    assert len(layers) == 1
+    renderer = layers[0].renderer()
+    assert renderer.type() == "paletted"
+    card = read_card(model_file)
+    classes = {c.value: (c.label, c.color.getRgb()[:3]) for c in renderer.classes()}
+    for index, (name, color) in enumerate(zip(card.class_names, card.class_colors, strict=True)):
+        assert classes[index] == (name, tuple(color))
+
+
+def test_progress_and_class_shares_reach_the_feedback(segmented):
+    _, _, feedback = segmented
+    assert feedback.progress() == 100.0
+    assert feedback.progress_texts, "no progress event was relayed"
+    assert any(line.startswith("Class shares: ") for line in feedback.infos)
+    assert feedback.engine_pid() is not None
+
+
+def test_layer_without_a_file_is_exported_to_a_geotiff_first(mobanet_provider, scene, tmp_path,
+                                                              recording_feedback):
+    """A DSM from the virtual raster provider (raster calculator on the fly) reaches the engine as a GeoTIFF
+    with the same grid and values; a plain GeoTIFF layer is passed through as its own file."""
+    from qgis.core import QgsProcessingContext, QgsRasterDataProvider, QgsRasterLayer
+
+    from mobanet_qgis.algorithms.base import raster_layer_file
+
+    dsm = QgsRasterLayer(str(scene["dsm"]), "dsm")
+    params = QgsRasterDataProvider.VirtualRasterParameters()
+    params.crs, params.extent = dsm.crs(), dsm.extent()
+    params.width, params.height = dsm.width(), dsm.height()
+    params.formula = '"dsm@1"'
+    source = QgsRasterDataProvider.VirtualRasterInputLayers()
+    source.name, source.uri, source.provider = "dsm", str(scene["dsm"]), "gdal"
+    params.rInputLayers = [source]
+    virtual = QgsRasterLayer(QgsRasterDataProvider.encodeVirtualRasterProviderUri(params), "dsm", "virtualraster")
+    assert virtual.isValid() and virtual.providerType() == "virtualraster"
+
+    context, feedback = QgsProcessingContext(), recording_feedback()
+    assert raster_layer_file(dsm, "DSM", context, feedback) == str(scene["dsm"])
+    exported = raster_layer_file(virtual, "DSM", context, feedback)
+    assert exported != str(scene["dsm"]) and exported.endswith(".tif")
+    assert any("temporary GeoTIFF" in line for line in feedback.infos)
+    assert _grid(exported)[:2] == _grid(scene["dsm"])[:2]
+    assert _grid(exported)[2] == pytest.approx(_grid(scene["dsm"])[2], abs=1e-9)
+    np.testing.assert_allclose(_classes(exported), _classes(scene["dsm"]))
+
+
+def test_options_mask_confidence_and_polygons(mobanet_provider, scene, model_file, tmp_path):
+    """A mask drawn in a memory layer (left half), bands, CPU, and the two optional outputs."""
+    import processing
+    from qgis.core import QgsFeature, QgsGeometry, QgsRectangle, QgsVectorLayer
+
+    width, height, (x0, dx, _, y0, _, dy), _ = _grid(scene["optical"])
+    mask = QgsVectorLayer("Polygon?crs=EPSG:32632", "mask", "memory")
+    feature = QgsFeature()
+    feature.setGeometry(QgsGeometry.fromRect(QgsRectangle(x0, y0 + height * dy, x0 + (width // 2) * dx, y0)))
+    assert mask.dataProvider().addFeatures([feature])[0]
+
+    paths = {name: tmp_path / f"{name.lower()}{ext}" for name, ext in
+             (("OUTPUT", ".tif"), ("CONFIDENCE", ".tif"), ("VECTOR", ".gpkg"))}
+    results = processing.run("mobanet:segment", {
+        "OPTICAL": str(scene["optical"]), "DSM": str(scene["dsm"]), "MODEL": str(model_file), "BANDS": [1, 2, 3],
+        "MASK": mask, "DEVICE": 1, "BATCH_SIZE": 2, "OVERLAP": 0.25, **{k: str(v) for k, v in paths.items()}})
+
+    assert {k: Path(v) for k, v in results.items()} == paths
+    classes = _classes(paths["OUTPUT"])
+    assert np.all(classes[:, width // 2 + 1:] == 255) and np.any(classes[:, :width // 2] != 255)
+    confidence = _classes(paths["CONFIDENCE"])
+    assert confidence.dtype == np.float32 and _grid(paths["CONFIDENCE"]) == _grid(scene["optical"])
+    inside = classes != 255
+    assert np.all((confidence[inside] > 0) & (confidence[inside] <= 1))
+    polygons = ogr.Open(str(paths["VECTOR"]))
+    assert polygons.GetLayer(0).GetFeatureCount() > 0
+
+
+def test_cancel_stops_the_engine_and_leaves_no_output(mobanet_provider, sample_full, model_file, tmp_path,
+                                                      recording_feedback):
+    import processing
+    from qgis.core import QgsProcessingException
+
+    out_dir = tmp_path / "cancelled"
+    out_dir.mkdir()
+    feedback = recording_feedback(cancel_on_progress=True)
+    with pytest.raises(QgsProcessingException, match="cancelled"):
+        processing.run("mobanet:segment", {
+            "OPTICAL": str(sample_full["optical"]), "DSM": str(sample_full["dsm"]), "MODEL": str(model_file),
+            "BATCH_SIZE": 1, "OVERLAP": 0.75, "OUTPUT": str(out_dir / "classes.tif"),
+            "CONFIDENCE": str(out_dir / "confidence.tif")}, feedback=feedback)
+    pid = feedback.engine_pid()
+    assert pid is not None and feedback.isCanceled()
+    with pytest.raises(ProcessLookupError):  # ended and reaped, not left running
+        os.kill(pid, 0)
+    assert sorted(os.listdir(out_dir)) == []
+
+
+def test_bad_input_surfaces_the_engines_message(mobanet_provider, scene, tmp_path):
+    """A corrupt model file: the engine's own message (it names the file), not a traceback or exit code."""
+    import processing
+    from qgis.core import QgsProcessingException
+
+    bad_model = tmp_path / "not_a_model.safetensors"
+    bad_model.write_text("this is not a safetensors file\n")
+    output = tmp_path / "classes.tif"
+    with pytest.raises(QgsProcessingException) as raised:
+        processing.run("mobanet:segment", {"OPTICAL": str(scene["optical"]), "DSM": str(scene["dsm"]),
+                                           "MODEL": str(bad_model), "OUTPUT": str(output)})
+    message = str(raised.value)
+    assert str(bad_model) in message  # only the engine knows about the file's content
+    assert "Traceback" not in message and "exit code" not in message
+    assert not output.exists()
