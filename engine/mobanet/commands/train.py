@@ -1,0 +1,126 @@
+"""`mobanet train`: fine-tune MoBaNet on labelled scenes (optical + DSM + labels).
+
+The k-th --optical, --dsm and --labels form one scene; labels are a class
+index raster, an ISPRS colour raster or polygons (--class-field). Without
+--val-* scenes, a strip of each scene (--holdout) validates. Writes the best
+model to --output, the last one to <stem>.last.safetensors, the resume state
+to <stem>.state.safetensors and the logs to <stem>_logs/. Under torchrun
+(`torchrun --nproc-per-node N -m mobanet train ...`) it trains data-parallel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from mobanet.errors import InputError
+from mobanet.model.mobanet import CHOICES
+from mobanet.progress import Progress
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected band numbers like 1,2,3, got {text!r}") from exc
+    if not values:
+        raise argparse.ArgumentTypeError("expected band numbers like 1,2,3")
+    return values
+
+
+def register(subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "train", parents=parents, help="fine-tune MoBaNet on labelled optical + DSM scenes",
+        description=" ".join(__doc__.split("\n\n")[1].split()), formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    data = parser.add_argument_group("data (repeat --optical/--dsm/--labels once per scene)")
+    data.add_argument("--optical", action="append", required=True, metavar="A", help="optical raster of a scene")
+    data.add_argument("--dsm", action="append", required=True, metavar="B", help="DSM of the same scene")
+    data.add_argument("--labels", action="append", required=True, metavar="L",
+                      help="labels of the same scene: class raster, ISPRS colour raster or polygons")
+    data.add_argument("--class-field", metavar="FIELD", help="attribute holding the class of polygon labels")
+    data.add_argument("--val-optical", action="append", default=[], metavar="A", help="validation optical raster")
+    data.add_argument("--val-dsm", action="append", default=[], metavar="B", help="validation DSM")
+    data.add_argument("--val-labels", action="append", default=[], metavar="L", help="validation labels")
+    data.add_argument("--holdout", type=float, default=0.2, metavar="F",
+                      help="without --val-* scenes: validate on this right-hand share of each scene (0: none)")
+    data.add_argument("--bands", type=_int_list, metavar="1,2,3", help="optical band numbers in R,G,B order")
+    data.add_argument("--min-labelled", type=float, default=0.5, metavar="F",
+                      help="least labelled share of a training window")
+    data.add_argument("--class-balanced", action="store_true", help="centre windows on classes drawn uniformly")
+
+    net = parser.add_argument_group("network")
+    net.add_argument("--output", required=True, metavar="MODEL.safetensors", help="the best model is written here")
+    net.add_argument("--backbone", default="tiny", metavar="NAME",
+                     help="tiny, dinov2_vits14 .. dinov2_vitg14 (+ _reg4), or a timm DINOv2 name")
+    net.add_argument("--weights", metavar="FILE", help="backbone weights (Meta .pth or timm .safetensors)")
+    net.add_argument("--pretrained", action="store_true", help="download the backbone weights through timm")
+    net.add_argument("--init", metavar="MODEL", help="start from this model file (fine-tune an existing model)")
+    for option, choices in CHOICES.items():
+        net.add_argument(f"--{option}", choices=choices, default=choices[0])
+    net.add_argument("--full-finetune", action="store_true", help="train the backbone too (nothing frozen)")
+    net.add_argument("--feature-pyramid", action="store_true", help="simple feature pyramid before the head")
+    net.add_argument("--mcrm", choices=("local", "full", "none"), default="local",
+                     help="modality-conditional random masking: a rectangle, the whole modality, or off")
+    net.add_argument("--mcrm-ratio", type=float, default=0.25, metavar="F", help="share of each batch masked")
+    net.add_argument("--aux-weight", type=float, default=0.01, metavar="F", help="weight of the auxiliary losses")
+
+    schedule = parser.add_argument_group("schedule")
+    schedule.add_argument("--epochs", type=int, default=50, metavar="N")
+    schedule.add_argument("--iterations", type=int, default=1000, metavar="N", help="optimiser steps per epoch")
+    schedule.add_argument("--batch-size", type=int, default=24, metavar="N", help="windows per step and process")
+    schedule.add_argument("--accumulate", type=int, default=1, metavar="N", help="batches per optimiser step")
+    schedule.add_argument("--window", type=int, default=256, metavar="N", help="training window side in pixels")
+    schedule.add_argument("--lr", type=float, default=2e-4, metavar="F", help="peak learning rate (AdamW)")
+    schedule.add_argument("--min-lr", type=float, default=1e-6, metavar="F", help="end of the cosine decay")
+    schedule.add_argument("--weight-decay", type=float, default=0.05, metavar="F")
+    schedule.add_argument("--warmup-epochs", type=int, default=5, metavar="N")
+    schedule.add_argument("--early-stopping", type=int, metavar="N",
+                          help="stop after N validations without a better mIoU")
+    schedule.add_argument("--validate-every", type=int, default=1, metavar="N", help="validate every N epochs")
+
+    run_group = parser.add_argument_group("run")
+    run_group.add_argument("--seed", type=int, default=0)
+    run_group.add_argument("--device", default="auto", metavar="auto|cpu|cuda:0")
+    run_group.add_argument("--no-amp", action="store_true", help="train in float32 on CUDA (bf16 autocast by default)")
+    run_group.add_argument("--resume", metavar="STATE",
+                           help="continue an interrupted run from its <stem>.state.safetensors")
+    run_group.add_argument("--full-checkpoint", action="store_true",
+                           help="store the backbone in the model files too (large; default: adapter only)")
+    run_group.add_argument("--log-dir", metavar="DIR", help="CSV/JSON/PNG logs (default: <stem>_logs/)")
+    parser.set_defaults(run=run)
+
+
+def _scenes(optical: list[str], dsm: list[str], labels: list[str], class_field: str | None, prefix: str) -> list:
+    from mobanet.train import SceneFiles
+
+    if not (len(optical) == len(dsm) == len(labels)):
+        raise InputError(f"Got {len(optical)} --{prefix}optical, {len(dsm)} --{prefix}dsm and {len(labels)} "
+                         f"--{prefix}labels; give all three once per scene, in the same order.")
+    return [SceneFiles(Path(o), Path(d), Path(lab), class_field) for o, d, lab in zip(optical, dsm, labels,
+                                                                                     strict=True)]
+
+
+def run(args: argparse.Namespace, progress: Progress) -> dict:
+    from mobanet.train import TrainOptions, train
+
+    if os.environ.get("RANK", "0") != "0":
+        progress.mode = "quiet"  # under torchrun only rank 0 reports (and prints the JSON result)
+    options = TrainOptions(
+        scenes=_scenes(args.optical, args.dsm, args.labels, args.class_field, ""),
+        validation=_scenes(args.val_optical, args.val_dsm, args.val_labels, args.class_field, "val-"),
+        output=Path(args.output), holdout=args.holdout, backbone=args.backbone,
+        weights=Path(args.weights) if args.weights else None, pretrained=args.pretrained,
+        init=Path(args.init) if args.init else None, cpia=args.cpia, fusion=args.fusion, streams=args.streams,
+        finetune_backbone=args.full_finetune, feature_pyramid=args.feature_pyramid, mcrm=args.mcrm,
+        mcrm_ratio=args.mcrm_ratio, aux_weight=args.aux_weight, epochs=args.epochs, iterations=args.iterations,
+        batch_size=args.batch_size, accumulate=args.accumulate, window=args.window, lr=args.lr,
+        min_lr=args.min_lr, weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
+        min_labelled=args.min_labelled, class_balanced=args.class_balanced, seed=args.seed, device=args.device,
+        amp=not args.no_amp, resume=Path(args.resume) if args.resume else None,
+        early_stopping=args.early_stopping, full_checkpoint=args.full_checkpoint,
+        log_dir=Path(args.log_dir) if args.log_dir else None, validate_every=args.validate_every,
+        bands=args.bands, command=shlex.join(["mobanet", *sys.argv[1:]]))
+    return train(options, progress)
