@@ -28,19 +28,17 @@ def _wanted(path: Path) -> bool:
             and ".partial-" not in path.name)
 
 
+def _files_under(folder: Path, prefix: str) -> list[tuple[Path, str]]:
+    return [(source, f"{prefix}/{source.relative_to(folder).as_posix()}")
+            for source in sorted(folder.rglob("*")) if _wanted(source)]
+
+
 def package_members() -> list[tuple[Path, str]]:
     """(source file, name in the zip) for everything that goes in, sorted."""
-    members: list[tuple[Path, str]] = []
-    for source in sorted((ROOT / "mobanet_qgis").rglob("*")):
-        if _wanted(source):
-            members.append((source, f"{TOP}/{source.relative_to(ROOT / 'mobanet_qgis').as_posix()}"))
-    for source in sorted((ROOT / "engine" / "mobanet").rglob("*")):
-        if _wanted(source):
-            members.append((source, f"{TOP}/engine/mobanet/{source.relative_to(ROOT / 'engine' / 'mobanet').as_posix()}"))
+    members = _files_under(ROOT / "mobanet_qgis", TOP)
+    members += _files_under(ROOT / "engine" / "mobanet", f"{TOP}/engine/mobanet")
     for folder in RESOURCE_FOLDERS:
-        for source in sorted((ROOT / "resources" / folder).rglob("*")):
-            if _wanted(source):
-                members.append((source, f"{TOP}/resources/{source.relative_to(ROOT / 'resources').as_posix()}"))
+        members += _files_under(ROOT / "resources" / folder, f"{TOP}/resources/{folder}")
     members.append((ROOT / "LICENSE", f"{TOP}/LICENSE"))
     return members
 

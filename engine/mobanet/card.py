@@ -90,7 +90,7 @@ class ModelCard:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "ModelCard":
+    def from_json(cls, text: str) -> ModelCard:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -100,7 +100,7 @@ class ModelCard:
         return cls.from_dict(data)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ModelCard":
+    def from_dict(cls, data: dict[str, Any]) -> ModelCard:
         known = {f for f in cls.__dataclass_fields__}
         unknown = set(data) - known
         if data.get("format", CARD_FORMAT) > CARD_FORMAT:

@@ -88,7 +88,7 @@ class Progress:
         else:
             print(f"error: {message}", file=sys.stderr)
 
-    def task(self, total: int, desc: str, unit: str = "it") -> "Task":
+    def task(self, total: int, desc: str, unit: str = "it") -> Task:
         return Task(self, total, desc, unit)
 
 
@@ -132,7 +132,7 @@ class Task:
             self._bar.close()
             self._bar = None
 
-    def __enter__(self) -> "Task":
+    def __enter__(self) -> Task:
         return self
 
     def __exit__(self, *exc: object) -> None:
