@@ -1,0 +1,75 @@
+"""`mobanet segment`: classify an optical raster + DSM into a GeoTIFF on the optical grid.
+
+The optical raster defines the output grid; the DSM is aligned to it on the
+fly, whatever its CRS, pixel size or extent. Only the common area is
+predicted; everything else is nodata (255). Writes OUTPUT, OUTPUT's .qml style
+beside it, and optionally a confidence raster and class polygons.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from mobanet.errors import InputError
+from mobanet.progress import Progress
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected band numbers like 1,2,3, got {text!r}") from exc
+    if not values:
+        raise argparse.ArgumentTypeError("expected band numbers like 1,2,3")
+    return values
+
+
+def _extent(text: str) -> tuple[float, float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.replace(" ", "").split(","))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected xmin,ymin,xmax,ymax, got {text!r}") from exc
+    if len(values) != 4:
+        raise argparse.ArgumentTypeError(f"expected 4 numbers xmin,ymin,xmax,ymax, got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+def register(subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "segment", parents=parents, help="classify an optical raster + DSM into a GeoTIFF",
+        description=__doc__.split("\n\n")[1], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--optical", required=True, metavar="A", help="optical raster (defines the output grid)")
+    parser.add_argument("--dsm", required=True, metavar="B", help="DSM raster (heights in metres, any CRS)")
+    parser.add_argument("--output", required=True, metavar="OUT.tif", help="classified GeoTIFF to write")
+    parser.add_argument("--model", metavar="M", help="model file (.safetensors); default: the embedded model")
+    parser.add_argument("--weights", metavar="FILE",
+                        help="backbone weights, for model files that hold only the trained adapter")
+    parser.add_argument("--bands", type=_int_list, metavar="1,2,3",
+                        help="optical band numbers in R,G,B order (default: the model card's)")
+    parser.add_argument("--window", type=int, metavar="N", help="window size in pixels (default: the model's)")
+    parser.add_argument("--overlap", type=float, default=0.5, metavar="F", help="window overlap fraction")
+    parser.add_argument("--batch-size", type=int, default=4, metavar="N", help="windows per model call")
+    parser.add_argument("--device", default="auto", metavar="auto|cpu|cuda:0", help="where the model runs")
+    parser.add_argument("--extent", type=_extent, metavar="xmin,ymin,xmax,ymax",
+                        help="process only this area (optical CRS); the output covers it")
+    parser.add_argument("--mask", metavar="POLY.gpkg", help="predict only inside these polygons")
+    parser.add_argument("--confidence", metavar="C.tif", help="also write the top-class probability")
+    parser.add_argument("--polygons", metavar="P.gpkg", help="also write class polygons (GeoPackage)")
+    parser.add_argument("--min-area", type=float, default=0.0, metavar="M2",
+                        help="drop polygons smaller than this (square CRS units, m²)")
+    parser.add_argument("--cog", action="store_true", help="write Cloud Optimized GeoTIFFs")
+    parser.add_argument("--resample-to-model-gsd", action="store_true",
+                        help="predict at the model's pixel size, then resample back onto the optical grid")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, progress: Progress) -> dict:
+    from mobanet.raster.segment import segment  # torch loads only when a command needs it
+
+    if args.min_area and not args.polygons:
+        raise InputError("--min-area applies to polygons; add --polygons P.gpkg or drop --min-area.")
+    return segment(args.optical, args.dsm, args.output, model=args.model, weights=args.weights, bands=args.bands,
+                   window=args.window, overlap=args.overlap, batch_size=args.batch_size, device=args.device,
+                   extent=args.extent, mask=args.mask, confidence=args.confidence, polygons=args.polygons,
+                   min_area=args.min_area, cog=args.cog, resample_to_model_gsd=args.resample_to_model_gsd,
+                   progress=progress)

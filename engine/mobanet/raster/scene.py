@@ -1,0 +1,326 @@
+"""A scene: an optical raster and a DSM read together, aligned and normalised, window by window.
+
+The optical raster defines the grid. The DSM is brought onto it on the fly:
+read directly when it shares the CRS and pixel size (at any whole-pixel
+offset), otherwise through a GDAL warped VRT, whatever its CRS, pixel size or
+extent. A pixel is valid where both inputs have data (and, if given, inside
+the polygon mask); `Scene.read` returns normalised network input and that
+validity for any window, padding by reflection where the window leaves the
+scene so the model never sees black borders.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from osgeo import gdal, ogr, osr
+
+from mobanet.card import ModelCard
+from mobanet.errors import InputError
+from mobanet.raster.normalize import DsmNormalizer, OpticalNormalizer, decimated_read
+
+gdal.UseExceptions()
+ogr.UseExceptions()
+osr.UseExceptions()
+
+GDAL_CACHE_BYTES = 256 * 1024 * 1024  # GDAL's default (5 % of RAM) would dominate resident memory
+
+
+def _open_raster(path: str | Path, what: str) -> gdal.Dataset:
+    """Open a raster or raise an `InputError` that names the file and the fix."""
+    text = str(path)
+    if not text.startswith("/vsi") and not Path(text).exists():
+        raise InputError(f"{what} {text} does not exist; check the path.")
+    try:
+        dataset = gdal.Open(text)
+    except RuntimeError as exc:
+        raise InputError(f"Cannot open {what} {text} as a raster ({exc}); the file may be corrupt or not a "
+                         "raster. Check it with gdalinfo, or export it again as GeoTIFF.") from exc
+    if dataset is None or dataset.RasterCount == 0:
+        raise InputError(f"{what} {text} holds no raster band; choose a raster file (GeoTIFF, ...).")
+    return dataset
+
+
+def _spatial_ref(dataset: gdal.Dataset, path: str, what: str) -> osr.SpatialReference:
+    srs = dataset.GetSpatialRef()
+    if srs is None:
+        raise InputError(f"{what} {path} has no coordinate reference system; assign one (QGIS: Raster > "
+                         f"Projections > Assign Projection, or `gdal_edit.py -a_srs EPSG:XXXX {path}`).")
+    srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    geotransform = dataset.GetGeoTransform()
+    if geotransform[2] != 0 or geotransform[4] != 0:
+        raise InputError(f"{what} {path} is rotated (its geotransform has rotation terms); warp it to a "
+                         f"north-up grid first, e.g. `gdalwarp {path} north_up.tif`.")
+    return srs
+
+
+def _bounds(geotransform: tuple[float, ...], width: int, height: int) -> tuple[float, float, float, float]:
+    x0, dx, _, y0, _, dy = geotransform
+    xs, ys = (x0, x0 + dx * width), (y0, y0 + dy * height)
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def _check_has_data(dataset: gdal.Dataset, bands: list[int], path: str, what: str) -> None:
+    """All-nodata inputs fail early (a decimated read of the masks, cheap on any size)."""
+    for band_index in bands:
+        if dataset.GetRasterBand(band_index).GetMaskFlags() & gdal.GMF_ALL_VALID:
+            return
+        if np.isfinite(decimated_read(dataset, band_index, path)).any():
+            return
+    raise InputError(f"{what} {path} holds only nodata; check its nodata value (gdalinfo) or choose another file.")
+
+
+@dataclass
+class _Source:
+    """Bands of one dataset on the scene's base grid; base pixel (x, y) is dataset pixel (x + dx, y + dy)."""
+
+    dataset: gdal.Dataset
+    bands: list[int]
+    dx: int = 0
+    dy: int = 0
+
+    def read(self, x: int, y: int, w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
+        """float32 [n, h, w] values (NaN where unreadable) and bool [h, w] validity; outside the file is invalid."""
+        values = np.full((len(self.bands), h, w), np.nan, np.float32)
+        valid = np.zeros((h, w), bool)
+        sx, sy = x + self.dx, y + self.dy
+        left, top = max(sx, 0), max(sy, 0)
+        right = min(sx + w, self.dataset.RasterXSize)
+        bottom = min(sy + h, self.dataset.RasterYSize)
+        if right <= left or bottom <= top:
+            return values, valid
+        size = (left, top, right - left, bottom - top)
+        inner = (slice(top - sy, bottom - sy), slice(left - sx, right - sx))
+        data = self.dataset.ReadAsArray(*size, band_list=self.bands).reshape(len(self.bands), size[3], size[2])
+        values[(slice(None), *inner)] = data
+        band_valid = np.isfinite(values[(slice(None), *inner)])
+        for i, band_index in enumerate(self.bands):  # GDAL masks cover nodata values, alpha and mask bands
+            band = self.dataset.GetRasterBand(band_index)
+            if not band.GetMaskFlags() & gdal.GMF_ALL_VALID:
+                band_valid[i] &= band.GetMaskBand().ReadAsArray(*size) > 0
+        # A pixel counts as nodata only when every band is (gdalwarp's convention): a dark pixel with one
+        # band at the nodata value is still imagery.
+        valid[inner] = band_valid.any(axis=0)
+        return values, valid
+
+
+class Scene:
+    """Aligned, normalised access to one optical raster + DSM (see module docstring).
+
+    ``width``/``height``/``geotransform``/``projection`` describe the scene's own
+    grid: the optical grid, or the part of it the extent selects, or (when
+    opened with ``gsd``) that area resampled to the model's pixel size.
+    """
+
+    def __init__(self, optical: _Source, dsm: _Source, optical_norm: OpticalNormalizer, dsm_norm: DsmNormalizer,
+                 base_geotransform: tuple[float, ...], projection: str, window: tuple[int, int, int, int],
+                 optical_path: Path, dsm_path: Path, mask_layer: ogr.Layer | None = None,
+                 mask_dataset: ogr.DataSource | None = None):
+        self._optical, self._dsm = optical, dsm
+        self.optical_normalizer, self.dsm_normalizer = optical_norm, dsm_norm
+        self._base_geotransform = tuple(base_geotransform)
+        self.projection = projection
+        self.x0, self.y0, self.width, self.height = window
+        self.optical_path, self.dsm_path = optical_path, dsm_path
+        self._mask_layer, self._mask_dataset = mask_layer, mask_dataset
+        gt = self._base_geotransform
+        self.geotransform = (gt[0] + self.x0 * gt[1], gt[1], 0.0, gt[3] + self.y0 * gt[5], 0.0, gt[5])
+
+    @property
+    def pixel_size(self) -> tuple[float, float]:
+        return abs(self.geotransform[1]), abs(self.geotransform[5])
+
+    @property
+    def anchor(self) -> tuple[int, int]:
+        """The scene origin in whole pixels from the CRS origin: window grids are laid out from here."""
+        gt = self.geotransform
+        return round(gt[0] / gt[1]), round(gt[3] / gt[5])
+
+    def crop(self, x: int, y: int, w: int, h: int) -> Scene:
+        """A view of the pixel block (x, y, w, h) of this scene (same files, same statistics)."""
+        left, top = max(x, 0), max(y, 0)
+        right, bottom = min(x + w, self.width), min(y + h, self.height)
+        if right <= left or bottom <= top:
+            raise ValueError(f"crop {(x, y, w, h)} lies outside the {self.width} x {self.height} scene")
+        view = Scene.__new__(Scene)
+        view.__dict__.update(self.__dict__)
+        view.x0, view.y0, view.width, view.height = self.x0 + left, self.y0 + top, right - left, bottom - top
+        gt = self._base_geotransform
+        view.geotransform = (gt[0] + view.x0 * gt[1], gt[1], 0.0, gt[3] + view.y0 * gt[5], 0.0, gt[5])
+        return view
+
+    def read(self, x: int, y: int, w: int, h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Normalised optical float32 [3, h, w], DSM float32 [1, h, w] and validity bool [h, w] of a window.
+
+        The window may reach past the scene: the part inside is mirrored outwards
+        (valid False there). Invalid pixels hold 0 in both inputs.
+        """
+        optical = np.zeros((3, h, w), np.float32)
+        dsm = np.zeros((1, h, w), np.float32)
+        valid = np.zeros((h, w), bool)
+        left, top = max(x, 0), max(y, 0)
+        right, bottom = min(x + w, self.width), min(y + h, self.height)
+        if right <= left or bottom <= top:
+            return optical, dsm, valid
+        bx, by, bw, bh = self.x0 + left, self.y0 + top, right - left, bottom - top
+        try:
+            raw_optical, optical_valid = self._optical.read(bx, by, bw, bh)
+            raw_dsm, dsm_valid = self._dsm.read(bx, by, bw, bh)
+        except RuntimeError as exc:
+            raise InputError(f"Reading {self.optical_path} / {self.dsm_path} failed ({exc}); a file may be "
+                             "corrupt or truncated. Check it with gdalinfo -checksum.") from exc
+        inner_valid = optical_valid & dsm_valid
+        if self._mask_layer is not None:
+            inner_valid &= self._mask_inside(bx, by, bw, bh)
+        inner_optical = self.optical_normalizer(raw_optical)
+        inner_dsm = self.dsm_normalizer(raw_dsm)
+        inner_optical[:, ~inner_valid] = 0.0
+        inner_dsm[:, ~inner_valid] = 0.0
+        pad = ((top - y, y + h - bottom), (left - x, x + w - right))
+        optical[:] = np.pad(inner_optical, ((0, 0), *pad), mode="symmetric")
+        dsm[:] = np.pad(inner_dsm, ((0, 0), *pad), mode="symmetric")
+        valid[top - y: bottom - y, left - x: right - x] = inner_valid
+        return optical, dsm, valid
+
+    def close(self) -> None:
+        """Release the files (views made by `crop` share them)."""
+        self._optical = self._dsm = None  # type: ignore[assignment]
+        self._mask_layer = self._mask_dataset = None
+
+    # -- internals --------------------------------------------------------------
+    def _mask_inside(self, bx: int, by: int, bw: int, bh: int) -> np.ndarray:
+        """Rasterise the polygon mask on a base-grid block (GDAL reprojects the polygons if needed)."""
+        gt = self._base_geotransform
+        block_gt = (gt[0] + bx * gt[1], gt[1], 0.0, gt[3] + by * gt[5], 0.0, gt[5])
+        target = gdal.GetDriverByName("MEM").Create("", bw, bh, 1, gdal.GDT_Byte)
+        target.SetGeoTransform(block_gt)
+        target.SetProjection(self.projection)
+        gdal.RasterizeLayer(target, [1], self._mask_layer, burn_values=[1])
+        return target.GetRasterBand(1).ReadAsArray() > 0
+
+
+def _pixel_window(extent: tuple[float, float, float, float], geotransform: tuple[float, ...], width: int,
+                  height: int, path: str) -> tuple[int, int, int, int]:
+    """The optical pixels that a map extent (xmin, ymin, xmax, ymax, optical CRS) touches."""
+    xmin, ymin, xmax, ymax = extent
+    if not (xmin < xmax and ymin < ymax):
+        raise InputError(f"The extent {extent} is empty; give it as xmin,ymin,xmax,ymax with xmin < xmax and "
+                         "ymin < ymax, in the CRS of the optical raster.")
+    gt = geotransform
+    cols = sorted(((xmin - gt[0]) / gt[1], (xmax - gt[0]) / gt[1]))
+    rows = sorted(((ymin - gt[3]) / gt[5], (ymax - gt[3]) / gt[5]))
+    left, right = max(math.floor(cols[0] + 1e-9), 0), min(math.ceil(cols[1] - 1e-9), width)
+    top, bottom = max(math.floor(rows[0] + 1e-9), 0), min(math.ceil(rows[1] - 1e-9), height)
+    if right <= left or bottom <= top:
+        raise InputError(f"The extent {extent} does not overlap the optical raster {path} "
+                         f"(bounds {_bounds(gt, width, height)}); give an extent in its CRS that overlaps it.")
+    return left, top, right - left, bottom - top
+
+
+def _open_mask(mask: str | Path) -> tuple[ogr.DataSource, ogr.Layer]:
+    try:
+        source = ogr.Open(str(mask))
+    except RuntimeError as exc:
+        raise InputError(f"Cannot open the mask {mask} as vector data ({exc}); give a polygon file "
+                         "(GeoPackage, shapefile, ...).") from exc
+    if source is None or source.GetLayerCount() == 0:
+        raise InputError(f"The mask {mask} holds no vector layer; give a polygon file (GeoPackage, shapefile).")
+    layer = source.GetLayer(0)
+    if layer.GetSpatialRef() is None:
+        raise InputError(f"The mask {mask} has no coordinate reference system; assign one (QGIS: Vector > "
+                         "Data Management Tools > Assign Projection).")
+    return source, layer
+
+
+def _dsm_source(dsm: gdal.Dataset, dsm_srs: osr.SpatialReference, base: gdal.Dataset,
+                base_srs: osr.SpatialReference) -> _Source:
+    """Read the DSM directly when it is on the base grid up to a whole-pixel shift, else through a warped VRT."""
+    gt, dgt = base.GetGeoTransform(), dsm.GetGeoTransform()
+    same_pixels = all(math.isclose(gt[i], dgt[i], rel_tol=1e-9) for i in (1, 5))
+    if dsm_srs.IsSame(base_srs) and same_pixels:
+        dx, dy = (gt[0] - dgt[0]) / gt[1], (gt[3] - dgt[3]) / gt[5]
+        if abs(dx - round(dx)) < 1e-6 and abs(dy - round(dy)) < 1e-6:
+            return _Source(dsm, [1], round(dx), round(dy))
+    warped = gdal.Warp("", dsm, format="VRT", outputBounds=_bounds(gt, base.RasterXSize, base.RasterYSize),
+                       width=base.RasterXSize, height=base.RasterYSize, dstSRS=base_srs.ExportToWkt(),
+                       resampleAlg="bilinear", outputType=gdal.GDT_Float32, dstNodata=float("nan"),
+                       multithread=False)
+    return _Source(warped, [1])
+
+
+def open_scene(optical: str | Path, dsm: str | Path, card: ModelCard, bands: list[int] | None = None,
+               extent: tuple[float, float, float, float] | None = None, mask: str | Path | None = None,
+               gsd: float | None = None) -> Scene:
+    """Open, check and align an optical raster and a DSM for a model (see module docstring).
+
+    bands: 1-based optical band numbers in R,G,B order (default: the card's).
+    extent: xmin, ymin, xmax, ymax in the optical CRS; the scene is the optical pixels it touches.
+    mask: polygons (any OGR format, any CRS); pixels outside them are nodata.
+    gsd: resample the optical grid to this pixel size (metres) before predicting.
+    """
+    if gdal.GetCacheMax() > GDAL_CACHE_BYTES:
+        gdal.SetCacheMax(GDAL_CACHE_BYTES)
+    optical_path, dsm_path = Path(optical), Path(dsm)
+    optical_ds = _open_raster(optical_path, "Optical raster")
+    dsm_ds = _open_raster(dsm_path, "DSM")
+    optical_srs = _spatial_ref(optical_ds, str(optical_path), "Optical raster")
+    dsm_srs = _spatial_ref(dsm_ds, str(dsm_path), "DSM")
+
+    wanted = len(card.optical_bands)
+    bands = list(bands) if bands else list(card.optical_bands)
+    if len(bands) != wanted:
+        raise InputError(f"The model '{card.name}' takes {wanted} optical bands (R,G,B) but {len(bands)} were "
+                         f"chosen for {optical_path}; pass --bands with {wanted} band numbers, e.g. 1,2,3.")
+    count = optical_ds.RasterCount
+    if count < wanted and bands == list(card.optical_bands):
+        raise InputError(f"Optical raster {optical_path} has {count} band(s) but the model needs {wanted} "
+                         f"(R,G,B); give a {wanted}-band image, or pick bands with --bands.")
+    for band_index in bands:
+        if not 1 <= band_index <= count:
+            raise InputError(f"Optical raster {optical_path} has {count} band(s): band {band_index} does not "
+                             f"exist; pass --bands with numbers from 1 to {count}.")
+    if dsm_ds.RasterCount != 1:
+        raise InputError(f"DSM {dsm_path} has {dsm_ds.RasterCount} bands; a DSM has one band of heights in "
+                         "metres. Did you swap --optical and --dsm?")
+
+    width, height = optical_ds.RasterXSize, optical_ds.RasterYSize
+    geotransform = optical_ds.GetGeoTransform()
+    window = (0, 0, width, height)
+    if extent is not None:
+        window = _pixel_window(extent, geotransform, width, height, str(optical_path))
+
+    # No overlap at all is a user error worth a precise message (before any pixel is read).
+    to_optical = osr.CoordinateTransformation(dsm_srs, optical_srs)
+    dsm_bounds = to_optical.TransformBounds(*_bounds(dsm_ds.GetGeoTransform(), dsm_ds.RasterXSize,
+                                                     dsm_ds.RasterYSize), 21)
+    optical_bounds = _bounds((geotransform[0] + window[0] * geotransform[1], geotransform[1], 0,
+                              geotransform[3] + window[1] * geotransform[5], 0, geotransform[5]),
+                             window[2], window[3])
+    if (min(dsm_bounds[2], optical_bounds[2]) <= max(dsm_bounds[0], optical_bounds[0])
+            or min(dsm_bounds[3], optical_bounds[3]) <= max(dsm_bounds[1], optical_bounds[1])):
+        raise InputError(f"The DSM {dsm_path} and the optical raster {optical_path} do not overlap "
+                         f"(optical {tuple(round(v, 2) for v in optical_bounds)}, DSM "
+                         f"{tuple(round(v, 2) for v in dsm_bounds)} in the optical CRS); give rasters of the "
+                         "same area, and check that both carry the right CRS.")
+
+    _check_has_data(optical_ds, bands, str(optical_path), "Optical raster")
+    _check_has_data(dsm_ds, [1], str(dsm_path), "DSM")
+    optical_norm = OpticalNormalizer.fit(optical_ds, bands, card.optical_normalization, str(optical_path))
+    dsm_norm = DsmNormalizer.fit(dsm_ds, card.dsm_normalization, str(dsm_path))
+
+    base = optical_ds
+    if gsd is not None and not math.isclose(gsd, abs(geotransform[1]), rel_tol=0.01):
+        base = gdal.Warp("", optical_ds, format="VRT", outputBounds=optical_bounds, xRes=gsd, yRes=gsd,
+                         resampleAlg="average" if gsd > abs(geotransform[1]) else "bilinear", multithread=False)
+        window = (0, 0, base.RasterXSize, base.RasterYSize)
+    optical_source = _Source(base, bands)
+    dsm_source = _dsm_source(dsm_ds, dsm_srs, base, optical_srs)
+    mask_dataset = mask_layer = None
+    if mask is not None:
+        mask_dataset, mask_layer = _open_mask(mask)
+    return Scene(optical_source, dsm_source, optical_norm, dsm_norm, base.GetGeoTransform(),
+                 optical_srs.ExportToWkt(), window, optical_path, dsm_path, mask_layer, mask_dataset)
+

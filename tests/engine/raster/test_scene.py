@@ -1,0 +1,127 @@
+"""Scene: alignment of a DSM in another CRS and pixel size, nodata, padding, normalisation, extent, mask."""
+
+import numpy as np
+import pytest
+from conftest import ORIGIN, synthetic_pair, write_raster
+from osgeo import ogr, osr
+
+from mobanet.card import DsmNormalization, ModelCard, OpticalNormalization
+from mobanet.raster.scene import open_scene
+
+RAW_DSM = ModelCard(dsm_normalization=DsmNormalization(mode="fixed", offset=0.0, scale=1.0, mean=0.0, std=1.0))
+
+
+def _plane(e, n):
+    return 100.0 + 0.1 * (e - ORIGIN[0]) + 0.05 * (n - ORIGIN[1])
+
+
+def test_dsm_in_another_crs_and_pixel_size_lands_on_the_optical_grid(tmp_path):
+    optical, _ = synthetic_pair(120)
+    optical_path = write_raster(tmp_path / "o.tif", optical)
+    # DSM: ETRS89 / UTM 32N, 1 m pixels, starting 10 m east of the optical, covering its lower-right part.
+    x0, y0 = ORIGIN[0] + 10.0, ORIGIN[1] - 5.0
+    cols, rows = np.meshgrid(np.arange(80) + 0.5, np.arange(80) + 0.5)
+    dsm = _plane(x0 + cols, y0 - rows).astype(np.float32)
+    dsm_path = write_raster(tmp_path / "d.tif", dsm, (x0, 1.0, 0.0, y0, 0.0, -1.0), epsg=25832)
+
+    scene = open_scene(optical_path, dsm_path, RAW_DSM)
+    assert (scene.width, scene.height) == (120, 120)
+    assert scene.geotransform == (ORIGIN[0], 0.5, 0.0, ORIGIN[1], 0.0, -0.5)
+    _, heights, valid = scene.read(0, 0, 120, 120)
+    e, n = np.meshgrid(ORIGIN[0] + (np.arange(120) + 0.5) * 0.5, ORIGIN[1] - (np.arange(120) + 0.5) * 0.5)
+    inside = (e > x0 + 1) & (n < y0 - 1)  # a pixel in from the DSM edge
+    outside = (e < x0) | (n > y0)
+    assert valid[inside].all() and not valid[outside].any()
+    assert np.abs(heights[0][inside] - _plane(e, n)[inside]).max() < 0.05  # bilinear on a plane: exact
+    assert (heights[0][~valid] == 0).all()
+
+
+def test_nodata_in_either_input_is_invalid(tmp_path):
+    optical, dsm = synthetic_pair(100)
+    optical[:, 10:20, 10:30] = 0
+    dsm[50:60, 70:90] = -9999
+    scene = open_scene(write_raster(tmp_path / "o.tif", optical, nodata=0),
+                       write_raster(tmp_path / "d.tif", dsm, nodata=-9999), ModelCard())
+    _, _, valid = scene.read(0, 0, 100, 100)
+    expected = np.ones((100, 100), bool)
+    expected[10:20, 10:30] = False
+    expected[50:60, 70:90] = False
+    assert (valid == expected).all()
+
+
+def test_windows_past_the_edge_are_mirrored_and_invalid(tmp_path):
+    optical, dsm = synthetic_pair(60)
+    scene = open_scene(write_raster(tmp_path / "o.tif", optical), write_raster(tmp_path / "d.tif", dsm), ModelCard())
+    inner_o, inner_d, inner_v = scene.read(0, 0, 60, 60)
+    o, d, v = scene.read(-10, -5, 40, 30)
+    assert v[5:, 10:].all() and not v[:5].any() and not v[:, :10].any()
+    assert np.array_equal(o[:, 5:, 10:], inner_o[:, :25, :30])
+    assert np.array_equal(o[:, 4, 10:], inner_o[:, 0, :30])  # mirrored, no black border
+    assert np.array_equal(d[:, 5:, 9], inner_d[:, :25, 0])
+    o, d, v = scene.read(100, 100, 20, 20)  # entirely outside
+    assert not v.any() and not o.any() and not d.any()
+
+
+def test_crop_is_a_view_with_the_same_statistics(tmp_path):
+    optical, dsm = synthetic_pair(80)
+    scene = open_scene(write_raster(tmp_path / "o.tif", optical), write_raster(tmp_path / "d.tif", dsm), ModelCard())
+    view = scene.crop(20, 30, 40, 40)
+    assert (view.width, view.height) == (40, 40)
+    assert view.geotransform[0] == ORIGIN[0] + 10.0 and view.geotransform[3] == ORIGIN[1] - 15.0
+    full = scene.read(20, 30, 40, 40)
+    part = view.read(0, 0, 40, 40)
+    for a, b in zip(full, part, strict=True):
+        assert np.array_equal(a, b)
+    _, _, valid = view.read(-5, 0, 10, 10)  # outside the view: invalid even though the file has data there
+    assert not valid[:, :5].any()
+
+
+def test_16bit_and_dsm_statistics_are_per_raster_not_per_window(tmp_path):
+    rng = np.random.default_rng(3)
+    optical = rng.integers(0, 4000, (3, 90, 90)).astype(np.uint16)
+    dsm = rng.normal(200, 20, (90, 90)).astype(np.float32)
+    card = ModelCard(optical_normalization=OpticalNormalization(scale="auto", low=2, high=98))
+    scene = open_scene(write_raster(tmp_path / "o.tif", optical), write_raster(tmp_path / "d.tif", dsm), card)
+    assert scene.optical_normalizer.scale == "percentile"
+    low, high = np.percentile(optical[0].astype(float), [2, 98])
+    assert abs(scene.optical_normalizer.low[0] - low) < 1e-6 and abs(scene.optical_normalizer.high[0] - high) < 1e-6
+    a = scene.read(10, 10, 40, 40)
+    b = scene.read(30, 20, 40, 40)  # overlapping windows: the shared pixels get identical values
+    assert np.array_equal(a[0][:, 10:, 20:], b[0][:, :30, :20])
+    assert np.array_equal(a[1][:, 10:, 20:], b[1][:, :30, :20])
+    unit = np.clip((optical[1, 10, 10] - scene.optical_normalizer.low[1])
+                   / (scene.optical_normalizer.high[1] - scene.optical_normalizer.low[1]), 0, 1)
+    assert np.isclose(a[0][1, 0, 0], (unit - 0.456) / 0.224, atol=1e-5)
+
+
+def test_extent_and_polygon_mask(tmp_path):
+    optical, dsm = synthetic_pair(100)
+    o, d = write_raster(tmp_path / "o.tif", optical), write_raster(tmp_path / "d.tif", dsm)
+    extent = (ORIGIN[0] + 5.2, ORIGIN[1] - 40.0, ORIGIN[0] + 30.0, ORIGIN[1] - 10.1)
+    scene = open_scene(o, d, ModelCard(), extent=extent)
+    assert (scene.x0, scene.y0, scene.width, scene.height) == (10, 20, 50, 60)
+    assert scene.geotransform[0] == ORIGIN[0] + 5.0 and scene.geotransform[3] == ORIGIN[1] - 10.0
+
+    # Mask polygon in WGS 84: the engine reprojects it onto the optical grid.
+    utm, wgs = osr.SpatialReference(), osr.SpatialReference()
+    utm.ImportFromEPSG(32632)
+    wgs.ImportFromEPSG(4326)
+    wgs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    utm.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    ring = ogr.Geometry(ogr.wkbLinearRing)
+    for e, n in [(10, -10), (30, -10), (30, -30), (10, -30), (10, -10)]:
+        ring.AddPoint_2D(ORIGIN[0] + e, ORIGIN[1] + n)
+    polygon = ogr.Geometry(ogr.wkbPolygon)
+    polygon.AddGeometry(ring)
+    polygon.AssignSpatialReference(utm)
+    polygon.TransformTo(wgs)
+    source = ogr.GetDriverByName("GPKG").CreateDataSource(str(tmp_path / "mask.gpkg"))
+    layer = source.CreateLayer("mask", srs=wgs, geom_type=ogr.wkbPolygon)
+    feature = ogr.Feature(layer.GetLayerDefn())
+    feature.SetGeometry(polygon)
+    layer.CreateFeature(feature)
+    source = None
+    scene = open_scene(o, d, ModelCard(), mask=tmp_path / "mask.gpkg")
+    _, _, valid = scene.read(0, 0, 100, 100)
+    assert valid[21:59, 21:59].all() and valid.sum() == pytest.approx(40 * 40, abs=80)
+    assert not valid[:19].any() and not valid[:, 61:].any()
