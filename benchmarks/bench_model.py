@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import torch
+
 from mobanet.model import MoBaNet, MoBaNetConfig, build_model
 
 RESULTS = Path(__file__).parent / "results" / "model_forward.md"

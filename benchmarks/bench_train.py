@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import torch
+
 from mobanet.card import ModelCard
 from mobanet.labels import read_labels
 from mobanet.model import MoBaNetConfig, MoBaNetLoss, build_model, mask_modalities

@@ -55,7 +55,9 @@ def test_qgis_plugin_installer_accepts_and_loads_the_zip(package, tmp_path):
         unzip({str(package)!r}, {str(plugins_dir)!r})
         info = Plugins().getInstalledPlugin("mobanet_qgis", {str(plugins_dir / "mobanet_qgis")!r}, False)
         assert info["error"] == "", info["error_details"]
-        for key in ("name", "description", "about", "author_name", "author_email", "code_repository", "version_installed"):
+        required = ("name", "description", "about", "author_name", "author_email", "code_repository",
+                    "version_installed")
+        for key in required:
             assert info[key] and info[key] != "?", key
         import qgis.utils
         assert qgis.utils.loadPlugin("mobanet_qgis")
@@ -72,7 +74,8 @@ def test_qgis_plugin_installer_accepts_and_loads_the_zip(package, tmp_path):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
                             env={"QT_QPA_PLATFORM": "offscreen", "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "mobanet:segment" in result.stdout and "mobanet:train" in result.stdout and "mobanet:evaluate" in result.stdout
+    for algorithm in ("mobanet:segment", "mobanet:train", "mobanet:evaluate"):
+        assert algorithm in result.stdout
 
 
 def test_bundled_engine_imports_and_finds_its_default_model(package, tmp_path):

@@ -7,6 +7,8 @@ import json
 
 import numpy as np
 import pytest
+from osgeo import gdal, osr
+
 from mobanet import evaluate as evaluate_module
 from mobanet.classes import ISPRS_CLASSES
 from mobanet.commands import evaluate as evaluate_command
@@ -14,7 +16,6 @@ from mobanet.errors import InputError
 from mobanet.evaluate import evaluate, format_report
 from mobanet.metrics import confusion_matrix, erode_boundaries
 from mobanet.progress import Progress
-from osgeo import gdal, osr
 
 gdal.UseExceptions()
 

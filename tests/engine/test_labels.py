@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from osgeo import gdal, ogr, osr
+
 from mobanet.classes import ISPRS_CLASSES
 from mobanet.errors import InputError
 from mobanet.labels import RasterGrid, read_labels
-from osgeo import gdal, ogr, osr
 
 gdal.UseExceptions()
 ogr.UseExceptions()

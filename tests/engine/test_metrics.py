@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 from mobanet.metrics import confusion_matrix, erode_boundaries, scores
 
 

@@ -7,6 +7,8 @@ import json
 
 import numpy as np
 import pytest
+from osgeo import gdal, osr
+
 from mobanet.classes import ISPRS_CLASSES
 from mobanet.commands import synth as synth_command
 from mobanet.progress import Progress
@@ -22,7 +24,6 @@ from mobanet.synth import (
     write_scene,
     write_scenes,
 )
-from osgeo import gdal, osr
 
 gdal.UseExceptions()
 

@@ -76,6 +76,7 @@ def model_file(tmp_path_factory) -> Path:
     if DEFAULT_MODEL.is_file():
         return DEFAULT_MODEL
     import torch
+
     from mobanet.card import ModelCard
     from mobanet.model import MoBaNetConfig, build_model
     from mobanet.modelfile import save_model

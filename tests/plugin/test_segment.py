@@ -56,8 +56,9 @@ def test_output_is_on_the_optical_grid_with_palette_and_names(segmented, scene, 
 
 
 def test_loaded_layer_is_styled_with_the_engines_qml(segmented, model_file):
-    from mobanet.modelfile import read_card
     from qgis.core import QgsProject
+
+    from mobanet.modelfile import read_card
 
     _, output, _ = segmented
     layers = [lyr for lyr in QgsProject.instance().mapLayers().values()

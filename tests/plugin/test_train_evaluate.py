@@ -54,8 +54,8 @@ def test_evaluate_scores_a_known_disagreement(mobanet_provider, scene, tmp_path,
 
 def test_train_writes_a_model_and_logs_metrics_per_epoch(mobanet_provider, scene, tmp_path, recording_feedback):
     import processing
-    from mobanet.modelfile import read_card
 
+    from mobanet.modelfile import read_card
     from mobanet_qgis.algorithms.train import BACKBONES
 
     output = tmp_path / "mine.safetensors"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import timm
 import torch
+
 from mobanet.model.backbone import TINY_ARCHITECTURE
 
 

@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 import timm
 import torch
+from safetensors.torch import save_file
+
 from mobanet.errors import WeightsError
 from mobanet.model import MoBaNetConfig, build_model
 from mobanet.model.backbone import TINY_ARCHITECTURE, BackboneSpec, create_backbone, file_sha256
-from safetensors.torch import save_file
 
 
 def assert_same_backbone(loaded: torch.nn.Module, source: torch.nn.Module) -> None:

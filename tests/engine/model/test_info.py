@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+
 from mobanet.card import ModelCard
 from mobanet.commands import info
 from mobanet.errors import InputError

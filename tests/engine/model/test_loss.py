@@ -6,8 +6,9 @@ import math
 
 import pytest
 import torch
-from mobanet.model import MoBaNetLoss
 from torch.nn import functional as F
+
+from mobanet.model import MoBaNetLoss
 
 
 def one_hot_logits(classes: torch.Tensor, num_classes: int = 3, scale: float = 10.0) -> torch.Tensor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from mobanet.model import mask_modalities
 from mobanet.model.masking import DSM_MASKED, NOT_MASKED, OPTICAL_MASKED, random_rectangle
 

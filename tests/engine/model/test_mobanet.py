@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import timm
 import torch
+
 from mobanet.errors import InputError, ModelFileError, WeightsError
 from mobanet.model import MoBaNet, MoBaNetConfig, MoBaNetLoss, build_model, resolve_backbone
 from mobanet.model.backbone import stage_taps

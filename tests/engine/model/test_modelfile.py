@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
 from mobanet.card import CARD_KEY, ModelCard
 from mobanet.errors import InputError, ModelFileError, WeightsError
 from mobanet.model import MoBaNetConfig, build_model
 from mobanet.modelfile import load_model, read_card, save_model
-from safetensors import safe_open
-from safetensors.torch import save_file
 
 
 def trained_a_little(model: torch.nn.Module, inputs) -> torch.nn.Module:

@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from osgeo import gdal, osr
+
 from mobanet.card import ModelCard
 from mobanet.raster import open_scene
 from mobanet.synth import write_scenes
 from mobanet.train import SceneFiles
-from osgeo import gdal, osr
 
 gdal.UseExceptions()
 ORIGIN = (496_000.0, 5_421_000.0)

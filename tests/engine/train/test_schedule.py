@@ -6,8 +6,9 @@ import math
 
 import pytest
 import torch
-from mobanet.train.schedule import WarmupCosine, build_optimizer, parameter_groups
 from torch import nn
+
+from mobanet.train.schedule import WarmupCosine, build_optimizer, parameter_groups
 
 
 class Small(nn.Module):

@@ -10,14 +10,15 @@ import numpy as np
 import pytest
 import torch
 from conftest import write_raster
+from osgeo import gdal, ogr, osr
+from safetensors import safe_open
+
 from mobanet.errors import Cancelled, MobanetError
 from mobanet.modelfile import load_model, read_card
 from mobanet.progress import Progress
 from mobanet.train import SceneFiles, TrainOptions, train
 from mobanet.train.distributed import DistributedContext
 from mobanet.train.trainer import Trainer
-from osgeo import gdal, ogr, osr
-from safetensors import safe_open
 
 
 def tiny_options(scenes: list[SceneFiles], folder: Path, **changes) -> TrainOptions:
