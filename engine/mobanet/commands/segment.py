@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 
+from mobanet.commands import HelpFormatter
 from mobanet.errors import InputError
 from mobanet.progress import Progress
 
@@ -37,7 +38,7 @@ def _extent(text: str) -> tuple[float, float, float, float]:
 def register(subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "segment", parents=parents, help="classify an optical raster + DSM into a GeoTIFF",
-        description=__doc__.split("\n\n")[1], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        description=__doc__.split("\n\n")[1], formatter_class=HelpFormatter)
     parser.add_argument("--optical", required=True, metavar="A", help="optical raster (defines the output grid)")
     parser.add_argument("--dsm", required=True, metavar="B", help="DSM raster (heights in metres, any CRS)")
     parser.add_argument("--output", required=True, metavar="OUT.tif", help="classified GeoTIFF to write")

@@ -16,6 +16,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from mobanet.commands import HelpFormatter
 from mobanet.errors import InputError
 from mobanet.model.mobanet import CHOICES
 from mobanet.progress import Progress
@@ -34,7 +35,7 @@ def _int_list(text: str) -> list[int]:
 def register(subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "train", parents=parents, help="fine-tune MoBaNet on labelled optical + DSM scenes",
-        description=" ".join(__doc__.split("\n\n")[1].split()), formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        description=" ".join(__doc__.split("\n\n")[1].split()), formatter_class=HelpFormatter)
     data = parser.add_argument_group("data (repeat --optical/--dsm/--labels once per scene)")
     data.add_argument("--optical", action="append", required=True, metavar="A", help="optical raster of a scene")
     data.add_argument("--dsm", action="append", required=True, metavar="B", help="DSM of the same scene")
@@ -68,21 +69,23 @@ def register(subparsers: argparse._SubParsersAction, parents: list[argparse.Argu
     net.add_argument("--aux-weight", type=float, default=0.01, metavar="F", help="weight of the auxiliary losses")
 
     schedule = parser.add_argument_group("schedule")
-    schedule.add_argument("--epochs", type=int, default=50, metavar="N")
+    schedule.add_argument("--epochs", type=int, default=50, metavar="N", help="training epochs")
     schedule.add_argument("--iterations", type=int, default=1000, metavar="N", help="optimiser steps per epoch")
     schedule.add_argument("--batch-size", type=int, default=24, metavar="N", help="windows per step and process")
     schedule.add_argument("--accumulate", type=int, default=1, metavar="N", help="batches per optimiser step")
     schedule.add_argument("--window", type=int, default=256, metavar="N", help="training window side in pixels")
     schedule.add_argument("--lr", type=float, default=2e-4, metavar="F", help="peak learning rate (AdamW)")
     schedule.add_argument("--min-lr", type=float, default=1e-6, metavar="F", help="end of the cosine decay")
-    schedule.add_argument("--weight-decay", type=float, default=0.05, metavar="F")
-    schedule.add_argument("--warmup-epochs", type=int, default=5, metavar="N")
+    schedule.add_argument("--weight-decay", type=float, default=0.05, metavar="F",
+                          help="AdamW weight decay (not on biases and 1-D parameters)")
+    schedule.add_argument("--warmup-epochs", type=int, default=5, metavar="N",
+                          help="linear warm-up before the cosine decay")
     schedule.add_argument("--early-stopping", type=int, metavar="N",
                           help="stop after N validations without a better mIoU")
     schedule.add_argument("--validate-every", type=int, default=1, metavar="N", help="validate every N epochs")
 
     run_group = parser.add_argument_group("run")
-    run_group.add_argument("--seed", type=int, default=0)
+    run_group.add_argument("--seed", type=int, default=0, help="random seed (CPU runs are reproducible)")
     run_group.add_argument("--device", default="auto", metavar="auto|cpu|cuda:0")
     run_group.add_argument("--no-amp", action="store_true", help="train in float32 on CUDA (bf16 autocast by default)")
     run_group.add_argument("--resume", metavar="STATE",

@@ -139,8 +139,7 @@ def test_prediction_does_not_depend_on_the_window_grid(tmp_path, tiny_model):
 def test_embedded_model_prediction_does_not_depend_on_the_window_grid(tmp_path):
     """The issue's criterion: both inputs cropped by 37 px, >= 99 % of the common pixels keep their class."""
     path = resource_dir() / "models" / DEFAULT_MODEL_NAME
-    if not path.is_file():
-        pytest.skip(f"the embedded model {path} is not built yet (make default-model)")
+    assert path.is_file(), f"the embedded model {path} is missing (make default-model)"
     from mobanet.synth import generate_scene
 
     scene, offset = generate_scene(400, seed=7), 37  # the kind of scene the embedded model was trained on
