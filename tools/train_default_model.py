@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, required=True, help="model file to write (.safetensors)")
     parser.add_argument("--scenes", type=int, default=8, help="synthetic training scenes")
     parser.add_argument("--size", type=int, default=768, help="side of each synthetic scene in pixels")
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=16)
     parser.add_argument("--iterations", type=int, default=150, help="iterations per epoch")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--window", type=int, default=224)
@@ -49,23 +49,24 @@ def main() -> None:
         val_files = write_scenes(workdir / "validation", 2, args.size, VALIDATION_SEED, 0.1)
         as_scenes = [SceneFiles(f["optical"], f["dsm"], f["labels"]) for f in train_files]
         validation = [SceneFiles(f["optical"], f["dsm"], f["labels"]) for f in val_files]
+        checkpoint = workdir / "checkpoint.safetensors"  # with .last/.state beside it, left in the workdir
         options = TrainOptions(
-            scenes=as_scenes, validation=validation, output=args.output, backbone="tiny",
+            scenes=as_scenes, validation=validation, output=checkpoint, backbone="tiny",
             finetune_backbone=True, epochs=args.epochs, iterations=args.iterations, batch_size=args.batch_size,
             window=args.window, warmup_epochs=1, lr=1e-3, seed=0, device="cpu", log_dir=workdir / "logs",
         )
         summary = train(options, Progress("tqdm"))
-    model, card = load_model(args.output)
-    card.name = "mobanet-demo-tiny"
-    card.description = DESCRIPTION
-    card.gsd = 0.1
-    card.window = args.window
-    card.training["recipe"] = "make default-model: " + shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
-    card.training["minutes"] = round((time.time() - started) / 60, 1)
-    save_model(args.output, model, card, full=True)
-    size = args.output.stat().st_size / 1e6
-    print(f"{args.output}: {size:.1f} MB, best validation mIoU {summary['best_miou']:.3f}, "
-          f"{card.training['minutes']} min")
+        model, card = load_model(checkpoint)
+        card.name = "mobanet-demo-tiny"
+        card.description = DESCRIPTION
+        card.gsd = 0.1
+        card.window = args.window
+        card.training["recipe"] = "make default-model: " + shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+        card.training["minutes"] = round((time.time() - started) / 60, 1)
+        save_model(args.output, model, card, full=True)
+        size = args.output.stat().st_size / 1e6
+        print(f"{args.output}: {size:.1f} MB, best validation mIoU {summary['best_miou']:.3f}, "
+              f"{card.training['minutes']} min")
 
 
 if __name__ == "__main__":

@@ -40,6 +40,12 @@ def temporary_name(path: str | os.PathLike) -> Path:
     return path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike, sidecars: tuple[str, ...] = (".aux.xml", ".ovr")) -> Iterator[Path]:
     """Yield a temporary path; rename it to ``path`` on success, delete it on any failure.
@@ -53,6 +59,8 @@ def atomic_output(path: str | os.PathLike, sidecars: tuple[str, ...] = (".aux.xm
         yield tmp
         if not tmp.exists():
             raise RuntimeError(f"internal error: {tmp} was not written")
+        # some writers (safetensors) create 0600 files: give the output the mode a new file normally gets
+        os.chmod(tmp, 0o666 & ~_current_umask())
         os.replace(tmp, final)
         for suffix in sidecars:
             side = Path(str(tmp) + suffix)
