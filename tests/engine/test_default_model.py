@@ -44,12 +44,15 @@ def _shifted_copy(source: Path, target: Path, pixels: int) -> Path:
 
 
 def test_prediction_does_not_depend_on_the_window_grid(tmp_path):
-    """Windows are laid out from the map origin; moving the image 37 px moves the grid over its content.
-    Blending must make that shift nearly invisible: >= 99 % of pixels keep their class."""
+    """Windows are laid out from the map origin, so moving the image 42 px (three 14 px patches, not a multiple
+    of the window stride) slides the window grid over its content. Blending must make that nearly invisible:
+    >= 99 % of pixels keep their class. (A cropped input keeps its windows on the same ground, see
+    tests/engine/raster; shifts by a fraction of a patch change what a ViT sees inside each patch, which no
+    blending removes: about 97 % agreement for this model, as the issue note records.)"""
     reference = tmp_path / "reference.tif"
     segment(SAMPLE / "sample_optical.tif", SAMPLE / "sample_dsm.tif", reference, confidence=tmp_path / "c1.tif")
-    optical = _shifted_copy(SAMPLE / "sample_optical.tif", tmp_path / "optical.tif", 37)
-    dsm = _shifted_copy(SAMPLE / "sample_dsm.tif", tmp_path / "dsm.tif", 37)
+    optical = _shifted_copy(SAMPLE / "sample_optical.tif", tmp_path / "optical.tif", 42)
+    dsm = _shifted_copy(SAMPLE / "sample_dsm.tif", tmp_path / "dsm.tif", 42)
     shifted = tmp_path / "shifted.tif"
     segment(optical, dsm, shifted, confidence=tmp_path / "c2.tif")
     a = gdal.Open(str(reference)).ReadAsArray()

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from conftest import synthetic_pair, write_raster
+from .conftest import synthetic_pair, write_raster
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "QT_QPA_PLATFORM": "offscreen"}
 

@@ -2,11 +2,12 @@
 
 import numpy as np
 import pytest
-from conftest import ORIGIN, synthetic_pair, write_raster
 from osgeo import ogr, osr
 
 from mobanet.card import DsmNormalization, ModelCard, OpticalNormalization
 from mobanet.raster.scene import open_scene
+
+from .conftest import ORIGIN, synthetic_pair, write_raster
 
 RAW_DSM = ModelCard(dsm_normalization=DsmNormalization(mode="fixed", offset=0.0, scale=1.0, mean=0.0, std=1.0))
 

@@ -5,7 +5,6 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
-from conftest import ORIGIN, synthetic_pair, write_raster
 from osgeo import gdal, ogr
 
 from mobanet.card import ModelCard
@@ -14,6 +13,8 @@ from mobanet.model import MoBaNetConfig, build_model
 from mobanet.modelfile import load_model, read_card, save_model
 from mobanet.raster import open_scene, predict_array, segment, window_grid
 from mobanet.resources import DEFAULT_MODEL_NAME, resource_dir
+
+from .conftest import ORIGIN, synthetic_pair, write_raster
 
 
 def _crop_files(tmp_path, optical, dsm, offset, name):

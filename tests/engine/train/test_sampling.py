@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import pattern_scene
 
 from mobanet.classes import IGNORE_INDEX
 from mobanet.train.sampling import Region, TrainingScene, WindowSampler, augment, holdout_regions
+
+from .conftest import pattern_scene
 
 
 def stripes(height: int = 120, width: int = 150) -> np.ndarray:

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import write_raster
 from osgeo import gdal, ogr, osr
 from safetensors import safe_open
 
@@ -19,6 +18,8 @@ from mobanet.progress import Progress
 from mobanet.train import SceneFiles, TrainOptions, train
 from mobanet.train.distributed import DistributedContext
 from mobanet.train.trainer import Trainer
+
+from .conftest import write_raster
 
 
 def tiny_options(scenes: list[SceneFiles], folder: Path, **changes) -> TrainOptions:
