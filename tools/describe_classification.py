@@ -20,6 +20,7 @@ gdal.UseExceptions()
 
 def describe(path: Path, reference: Path | None) -> None:
     dataset = gdal.Open(str(path))
+    geotransform = dataset.GetGeoTransform()  # GDAL 3.6 reads the .aux.xml (category names) only after this
     band = dataset.GetRasterBand(1)
     classes = band.ReadAsArray()
     names = list(band.GetCategoryNames() or [])
@@ -28,7 +29,7 @@ def describe(path: Path, reference: Path | None) -> None:
     print(f"Classified raster: {path.resolve()}")
     print(f"  {dataset.RasterXSize} x {dataset.RasterYSize} px, "
           f"{srs.GetAuthorityName(None) or ''}:{srs.GetAuthorityCode(None) or srs.GetName()}, "
-          f"pixel {dataset.GetGeoTransform()[1]:g} m, style {path.with_suffix('.qml').name}")
+          f"pixel {geotransform[1]:g} m, style {path.with_suffix('.qml').name}")
     counts = np.bincount(classes[valid].ravel(), minlength=max(len(names), 1))
     print("  class shares:")
     for index, count in enumerate(counts):
