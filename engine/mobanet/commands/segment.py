@@ -10,19 +10,9 @@ from __future__ import annotations
 
 import argparse
 
-from mobanet.commands import HelpFormatter
+from mobanet.commands import HelpFormatter, band_list
 from mobanet.errors import InputError
 from mobanet.progress import Progress
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected band numbers like 1,2,3, got {text!r}") from exc
-    if not values:
-        raise argparse.ArgumentTypeError("expected band numbers like 1,2,3")
-    return values
 
 
 def _extent(text: str) -> tuple[float, float, float, float]:
@@ -45,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction, parents: list[argparse.Argu
     parser.add_argument("--model", metavar="M", help="model file (.safetensors); default: the embedded model")
     parser.add_argument("--weights", metavar="FILE",
                         help="backbone weights, for model files that hold only the trained adapter")
-    parser.add_argument("--bands", type=_int_list, metavar="1,2,3",
+    parser.add_argument("--bands", type=band_list, metavar="1,2,3",
                         help="optical band numbers in R,G,B order (default: the model card's)")
     parser.add_argument("--window", type=int, metavar="N", help="window size in pixels (default: the model's)")
     parser.add_argument("--overlap", type=float, default=0.5, metavar="F", help="window overlap fraction")

@@ -16,20 +16,10 @@ import shlex
 import sys
 from pathlib import Path
 
-from mobanet.commands import HelpFormatter
+from mobanet.commands import HelpFormatter, band_list
 from mobanet.errors import InputError
 from mobanet.model.mobanet import CHOICES
 from mobanet.progress import Progress
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected band numbers like 1,2,3, got {text!r}") from exc
-    if not values:
-        raise argparse.ArgumentTypeError("expected band numbers like 1,2,3")
-    return values
 
 
 def register(subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -47,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction, parents: list[argparse.Argu
     data.add_argument("--val-labels", action="append", default=[], metavar="L", help="validation labels")
     data.add_argument("--holdout", type=float, default=0.2, metavar="F",
                       help="without --val-* scenes: validate on this right-hand share of each scene (0: none)")
-    data.add_argument("--bands", type=_int_list, metavar="1,2,3", help="optical band numbers in R,G,B order")
+    data.add_argument("--bands", type=band_list, metavar="1,2,3", help="optical band numbers in R,G,B order")
     data.add_argument("--min-labelled", type=float, default=0.5, metavar="F",
                       help="least labelled share of a training window")
     data.add_argument("--class-balanced", action="store_true", help="centre windows on classes drawn uniformly")
