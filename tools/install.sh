@@ -37,5 +37,8 @@ else
   ln -sfn "$ROOT/mobanet_qgis" "$PLUGINS/mobanet_qgis"
   echo "==> Plugin linked: $PLUGINS/mobanet_qgis -> $ROOT/mobanet_qgis"
 fi
-"$ROOT/tools/qgis_process" plugins enable mobanet_qgis >/dev/null
+# qgis_process exits non-zero for "Plugin is already enabled!": that is success here
+if ! enable_log=$("$ROOT/tools/qgis_process" plugins enable mobanet_qgis 2>&1); then
+  grep -q "already enabled" <<<"$enable_log" || { echo "$enable_log" >&2; exit 1; }
+fi
 echo "==> Plugin enabled for QGIS and qgis_process"
