@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+from osgeo import gdal
 
 IGNORE_INDEX = 255  # label nodata / ignore, and nodata of classified rasters
 
@@ -22,3 +25,14 @@ ISPRS_CLASSES: tuple[ClassInfo, ...] = (
     ClassInfo("clutter", (255, 0, 0)),
 )
 CLUTTER_NAME = "clutter"
+
+
+def set_class_palette(band: gdal.Band, names: Sequence[str], colors: Sequence[tuple[int, int, int]]) -> None:
+    """Make a uint8 band a classified one: colour table (255 transparent) and class (category) names."""
+    table = gdal.ColorTable()
+    for index, color in enumerate(colors):
+        table.SetColorEntry(index, (*color, 255))
+    table.SetColorEntry(IGNORE_INDEX, (0, 0, 0, 0))
+    band.SetRasterColorTable(table)
+    band.SetRasterColorInterpretation(gdal.GCI_PaletteIndex)
+    band.SetCategoryNames(list(names))

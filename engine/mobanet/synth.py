@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from osgeo import gdal, osr
 
-from mobanet.classes import IGNORE_INDEX, ISPRS_CLASSES
+from mobanet.classes import IGNORE_INDEX, ISPRS_CLASSES, set_class_palette
 from mobanet.fileutil import atomic_output
 from mobanet.progress import Progress
 
@@ -456,13 +456,7 @@ def _write_tif(path: Path, bands: np.ndarray, geotransform: tuple[float, ...], w
         else:
             band = dataset.GetRasterBand(1)
             if bands.dtype == np.uint8:  # the label raster: ISPRS colours and names
-                table = gdal.ColorTable()
-                for index, info in enumerate(ISPRS_CLASSES):
-                    table.SetColorEntry(index, (*info.color, 255))
-                table.SetColorEntry(IGNORE_INDEX, (0, 0, 0, 0))
-                band.SetRasterColorTable(table)
-                band.SetRasterColorInterpretation(gdal.GCI_PaletteIndex)
-                band.SetCategoryNames([c.name for c in ISPRS_CLASSES])
+                set_class_palette(band, [c.name for c in ISPRS_CLASSES], [c.color for c in ISPRS_CLASSES])
         dataset.FlushCache()
         dataset = None
 

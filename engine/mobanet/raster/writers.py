@@ -16,7 +16,7 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 from osgeo import gdal, ogr, osr
 
-from mobanet.classes import IGNORE_INDEX
+from mobanet.classes import IGNORE_INDEX, set_class_palette
 
 GTIFF_OPTIONS = ["TILED=YES", "BLOCKXSIZE=512", "BLOCKYSIZE=512", "COMPRESS=DEFLATE", "BIGTIFF=IF_SAFER"]
 COG_OPTIONS = ["COMPRESS=DEFLATE", "BLOCKSIZE=512", "BIGTIFF=IF_SAFER"]
@@ -82,13 +82,7 @@ def class_raster(path: str | os.PathLike, width: int, height: int, geotransform:
                  cog: bool = False) -> BlockRaster:
     """uint8 classes, nodata 255, with the model's colour table and class (category) names."""
     raster = BlockRaster(path, width, height, geotransform, projection, gdal.GDT_Byte, IGNORE_INDEX, "NEAREST", cog)
-    table = gdal.ColorTable()
-    for index, color in enumerate(class_colors):
-        table.SetColorEntry(index, (*color, 255))
-    table.SetColorEntry(IGNORE_INDEX, (0, 0, 0, 0))
-    raster.band.SetRasterColorTable(table)
-    raster.band.SetRasterColorInterpretation(gdal.GCI_PaletteIndex)
-    raster.band.SetCategoryNames(list(class_names))
+    set_class_palette(raster.band, class_names, class_colors)
     raster.band.SetDescription("class")
     return raster
 
