@@ -18,11 +18,10 @@ from safetensors.torch import save_file
 from mobanet import __version__
 from mobanet.card import CARD_KEY, ModelCard
 from mobanet.errors import ModelFileError, WeightsError
+from mobanet.fileformat import HeaderError, SafetensorsHeader, foreign_format, read_safetensors_header
 from mobanet.fileutil import atomic_output, check_writable
 from mobanet.model import MoBaNet, MoBaNetConfig, build_model
 from mobanet.model.backbone import missing_weights_message, resolve_backbone
-
-PICKLE_MAGICS = (b"PK\x03\x04", b"\x80")  # torch.save zip archive, raw pickle protocol 2+
 
 
 def save_model(path: str | Path, model: MoBaNet, card: ModelCard, full: bool = False) -> None:
@@ -47,31 +46,36 @@ def save_model(path: str | Path, model: MoBaNet, card: ModelCard, full: bool = F
         save_file(tensors, str(tmp), metadata={CARD_KEY: card.to_json()})
 
 
-def _check_readable(path: Path) -> None:
-    if not path.is_file():
-        raise ModelFileError(f"Model file {path} does not exist; check the path, or train one with `mobanet train`.")
-    with open(path, "rb") as handle:
-        head = handle.read(8)
-    if head.startswith(PICKLE_MAGICS):
-        raise ModelFileError(
-            f"{path} is a PyTorch pickle (.pt/.pth); pickle files are never loaded; convert to safetensors "
-            "(load it yourself where you trust it, then mobanet.modelfile.save_model).")
-
-
 def _open_error(path: Path, exc: Exception) -> ModelFileError:
     return ModelFileError(f"{path} is not a readable safetensors model file ({exc}); it may be truncated or "
                           "corrupt: copy or download it again.")
 
 
+def _read_header(path: Path) -> SafetensorsHeader:
+    """The safetensors header of a model file, or a `ModelFileError` that says what the file is instead."""
+    if path.is_dir():
+        found = sorted(p.name for p in path.glob("*.safetensors"))
+        hint = f" (it holds {', '.join(found[:3])}{' ...' if len(found) > 3 else ''})" if found else ""
+        raise ModelFileError(f"Model {path} is a folder{hint}; give the .safetensors model file itself.")
+    if not path.is_file():
+        raise ModelFileError(f"Model file {path} does not exist; check the path, or train one with `mobanet train`.")
+    try:
+        return read_safetensors_header(path)
+    except HeaderError as exc:
+        kind = foreign_format(path)
+        if kind in ("pickle", "pytorch-archive"):
+            raise ModelFileError(
+                f"{path} is a PyTorch pickle (.pt/.pth); pickle files are never loaded; convert to safetensors "
+                "(load it yourself where you trust it, then mobanet.modelfile.save_model).") from exc
+        raise _open_error(path, exc) from exc
+    except OSError as exc:
+        raise ModelFileError(f"Cannot read model file {path} ({exc.strerror}); check its permissions.") from exc
+
+
 def read_card(path: str | Path) -> ModelCard:
     """The model card of a model file, without loading its tensors."""
     path = Path(path)
-    _check_readable(path)
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-    except Exception as exc:  # safetensors raises its own error types for bad headers
-        raise _open_error(path, exc) from exc
+    metadata = _read_header(path).metadata
     if CARD_KEY not in metadata:
         raise ModelFileError(f"{path} has no MoBaNet model card (metadata key {CARD_KEY!r}); it is not a MoBaNet "
                              "model file: use one written by `mobanet train`.")

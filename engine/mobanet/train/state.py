@@ -19,6 +19,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from mobanet.errors import InputError
+from mobanet.fileformat import read_safetensors_header
 from mobanet.fileutil import atomic_output
 
 STATE_KEY = "mobanet.state"
@@ -64,10 +65,10 @@ def load_state(path: Path) -> dict[str, Any]:
         raise InputError(f"Resume state {path} does not exist; pass the .state.safetensors file that an "
                          "interrupted `mobanet train` left beside its output.")
     try:
+        metadata = read_safetensors_header(path).metadata
         with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
             tensors = {name: handle.get_tensor(name) for name in handle.keys()}
-    except Exception as exc:  # safetensors raises its own error types for bad headers
+    except Exception as exc:  # HeaderError, or the safetensors library's own error types for bad data
         raise InputError(f"Resume state {path} is not readable ({exc}); it may be truncated. Resume from an "
                          "intact file or start the training again.") from exc
     if STATE_KEY not in metadata:
