@@ -22,7 +22,6 @@ from qgis.core import (
     QgsProcessingUtils,
     QgsProviderRegistry,
     QgsRasterBlockFeedback,
-    QgsRasterDataProvider,
     QgsRasterFileWriter,
     QgsRasterLayer,
     QgsRasterPipe,
@@ -32,6 +31,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QIcon
 
+from mobanet_qgis.compat import ProcessingParameterFlag, RasterFileWriterResult, RasterInterfaceCapability
 from mobanet_qgis.engine_process import run_engine
 
 # A layer without a native pixel grid (WMS, WCS) is rendered to a GeoTIFF of at
@@ -56,7 +56,7 @@ def _local_file(layer: QgsMapLayer, provider_key: str) -> tuple[str, str]:
 def native_pixel_size(layer: QgsRasterLayer) -> float | None:
     """Pixel width in layer units, or None for layers without a grid of their own (WMS)."""
     provider = layer.dataProvider()
-    if provider is None or not provider.capabilities() & QgsRasterDataProvider.Size:
+    if provider is None or not provider.capabilities() & RasterInterfaceCapability.Size:
         return None
     return layer.rasterUnitsPerPixelX()
 
@@ -74,7 +74,7 @@ def raster_layer_file(layer: QgsRasterLayer, name: str, context: QgsProcessingCo
     if provider is None or not layer.isValid():
         raise QgsProcessingException(f"The layer '{layer.name()}' ({name}) cannot be read: {layer.source()}")
     extent = QgsRectangle(layer.extent())
-    if provider.capabilities() & QgsRasterDataProvider.Size:
+    if provider.capabilities() & RasterInterfaceCapability.Size:
         width, height = provider.xSize(), provider.ySize()
     else:
         if not pixel_size:
@@ -98,7 +98,7 @@ def raster_layer_file(layer: QgsRasterLayer, name: str, context: QgsProcessingCo
     block_feedback = QgsRasterBlockFeedback()
     feedback.canceled.connect(block_feedback.cancel)
     error = writer.writeRaster(pipe, width, height, extent, layer.crs(), context.transformContext(), block_feedback)
-    if error != QgsRasterFileWriter.NoError:
+    if error != RasterFileWriterResult.Success:
         raise QgsProcessingException(
             f"Could not write the layer '{layer.name()}' ({name}) to {target} (raster writer error {error}).")
     return target
@@ -117,7 +117,7 @@ def vector_layer_file(layer: QgsVectorLayer, name: str, context: QgsProcessingCo
     options.fileEncoding = "UTF-8"
     error, message, _, _ = QgsVectorFileWriter.writeAsVectorFormatV3(
         layer, target, context.transformContext(), options)
-    if error != QgsVectorFileWriter.NoError:
+    if error != QgsVectorFileWriter.WriterError.NoError:
         raise QgsProcessingException(f"Could not write the layer '{layer.name()}' ({name}) to {target}: {message}")
     return target
 
@@ -175,7 +175,7 @@ class MobanetAlgorithm(QgsProcessingAlgorithm):
         """addParameter with its help: shown as tooltip and listed in the help panel."""
         parameter.setHelp(help_text)
         if advanced:
-            parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            parameter.setFlags(parameter.flags() | ProcessingParameterFlag.Advanced)
         self._help[parameter.name()] = help_text
         self.addParameter(parameter)
 

@@ -8,7 +8,6 @@ from typing import Any
 
 from qgis.core import (
     QgsMapLayer,
-    QgsProcessing,
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
@@ -25,6 +24,7 @@ from qgis.core import (
 )
 
 from mobanet_qgis.algorithms.base import DEVICE_LABELS, MobanetAlgorithm, native_pixel_size, raster_layer_file
+from mobanet_qgis.compat import ProcessingNumberParameterType, ProcessingSourceType
 
 STYLE_SUFFIX = ".qml"
 
@@ -100,16 +100,16 @@ class SegmentAlgorithm(MobanetAlgorithm):
         self.add(QgsProcessingParameterExtent("EXTENT", "Processing extent", optional=True),
                  "Only segment this part of the optical image. Leave empty for the whole image.")
         self.add(QgsProcessingParameterFeatureSource(
-            "MASK", "Mask polygons", [QgsProcessing.TypeVectorPolygon], optional=True),
+            "MASK", "Mask polygons", [ProcessingSourceType.VectorPolygon], optional=True),
             "Only segment inside these polygons; pixels outside are set to nodata (255).")
         self.add(QgsProcessingParameterEnum("DEVICE", "Device", options=list(DEVICE_LABELS), defaultValue=0),
                  "Where the model runs: a CUDA GPU when one is available, or the CPU.", advanced=True)
         self.add(QgsProcessingParameterNumber(
-            "BATCH_SIZE", "Batch size", QgsProcessingParameterNumber.Integer, defaultValue=4, minValue=1,
+            "BATCH_SIZE", "Batch size", ProcessingNumberParameterType.Integer, defaultValue=4, minValue=1,
             maxValue=256),
             "Windows processed at once. Larger is faster on a GPU but needs more memory.", advanced=True)
         self.add(QgsProcessingParameterNumber(
-            "OVERLAP", "Window overlap", QgsProcessingParameterNumber.Double, defaultValue=0.5, minValue=0.0,
+            "OVERLAP", "Window overlap", ProcessingNumberParameterType.Double, defaultValue=0.5, minValue=0.0,
             maxValue=0.9),
             "Fraction by which neighbouring windows overlap (0 to 0.9). More overlap gives smoother results "
             "at window edges and takes longer.", advanced=True)
@@ -120,12 +120,12 @@ class SegmentAlgorithm(MobanetAlgorithm):
             "CONFIDENCE", "Confidence", optional=True, createByDefault=False),
             "Optional GeoTIFF with the model's confidence (probability of the chosen class, 0 to 1) per pixel.")
         self.add(QgsProcessingParameterVectorDestination(
-            "VECTOR", "Land-cover polygons", QgsProcessing.TypeVectorPolygon, optional=True,
+            "VECTOR", "Land-cover polygons", ProcessingSourceType.VectorPolygon, optional=True,
             createByDefault=False),
             "Optional GeoPackage with the classes as polygons (one feature per patch, with class name and area).")
 
         self.add(QgsProcessingParameterNumber(
-            "MIN_AREA", "Smallest polygon area", QgsProcessingParameterNumber.Double, defaultValue=0.0,
+            "MIN_AREA", "Smallest polygon area", ProcessingNumberParameterType.Double, defaultValue=0.0,
             minValue=0.0),
             "Land-cover polygons smaller than this area (square units of the optical CRS, e.g. m²) are dropped. "
             "Used only when land-cover polygons are written.", advanced=True)

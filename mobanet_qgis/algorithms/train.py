@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 from qgis.core import (
-    QgsProcessing,
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
@@ -20,6 +19,7 @@ from qgis.core import (
 )
 
 from mobanet_qgis.algorithms.base import DEVICE_LABELS, MobanetAlgorithm, layer_file
+from mobanet_qgis.compat import ProcessingNumberParameterType, ProcessingSourceType
 
 BACKBONES = (
     "dinov2_vits14", "dinov2_vitb14", "dinov2_vitl14", "dinov2_vitg14",
@@ -61,25 +61,25 @@ class TrainAlgorithm(MobanetAlgorithm):
                 "iteration and validation metrics per epoch in the log. Training a large backbone wants a GPU.")
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:
-        self.add(QgsProcessingParameterMultipleLayers("OPTICAL", "Optical images", QgsProcessing.TypeRaster),
+        self.add(QgsProcessingParameterMultipleLayers("OPTICAL", "Optical images", ProcessingSourceType.Raster),
                  "One optical image (three bands) per training scene, in scene order.")
-        self.add(QgsProcessingParameterMultipleLayers("DSM", "Surface models (DSM)", QgsProcessing.TypeRaster),
+        self.add(QgsProcessingParameterMultipleLayers("DSM", "Surface models (DSM)", ProcessingSourceType.Raster),
                  "One DSM (heights in metres) per training scene, in the same order as the optical images.")
-        self.add(QgsProcessingParameterMultipleLayers("LABELS", "Labels", QgsProcessing.TypeMapLayer),
+        self.add(QgsProcessingParameterMultipleLayers("LABELS", "Labels", ProcessingSourceType.MapLayer),
                  "One label layer per training scene, in the same order: a class-index raster (0..N-1, "
                  "255 = ignore), an ISPRS colour-coded RGB raster, or a polygon layer with a class field.")
         self.add(QgsProcessingParameterString("CLASS_FIELD", "Class field of label polygons", optional=True),
                  "For polygon labels: the attribute holding the class (an index or a class name). Leave empty "
                  "for the engine's default field name.")
         self.add(QgsProcessingParameterMultipleLayers(
-            "VAL_OPTICAL", "Validation optical images", QgsProcessing.TypeRaster, optional=True),
+            "VAL_OPTICAL", "Validation optical images", ProcessingSourceType.Raster, optional=True),
             "Optional validation scenes (optical), used to pick the best epoch. Without them a block of each "
             "training scene is held out.")
         self.add(QgsProcessingParameterMultipleLayers(
-            "VAL_DSM", "Validation surface models", QgsProcessing.TypeRaster, optional=True),
+            "VAL_DSM", "Validation surface models", ProcessingSourceType.Raster, optional=True),
             "DSMs of the validation scenes, in the same order as the validation optical images.")
         self.add(QgsProcessingParameterMultipleLayers(
-            "VAL_LABELS", "Validation labels", QgsProcessing.TypeMapLayer, optional=True),
+            "VAL_LABELS", "Validation labels", ProcessingSourceType.MapLayer, optional=True),
             "Labels of the validation scenes (rasters or polygons), in the same order.")
         self.add(QgsProcessingParameterEnum(
             "BACKBONE", "Backbone", options=list(BACKBONE_LABELS), defaultValue=BACKBONES.index("dinov2_vitl14")),
@@ -91,22 +91,22 @@ class TrainAlgorithm(MobanetAlgorithm):
             "The backbone's pretrained weights for offline machines: the original DINOv2 .pth (e.g. "
             "dinov2_vitl14_pretrain.pth) or a timm .safetensors. Leave empty to let timm download them.")
         self.add(QgsProcessingParameterNumber(
-            "EPOCHS", "Epochs", QgsProcessingParameterNumber.Integer, defaultValue=50, minValue=1),
+            "EPOCHS", "Epochs", ProcessingNumberParameterType.Integer, defaultValue=50, minValue=1),
             "Passes of training; the model is validated after each.")
         self.add(QgsProcessingParameterNumber(
-            "ITERATIONS", "Iterations per epoch", QgsProcessingParameterNumber.Integer, defaultValue=1000,
+            "ITERATIONS", "Iterations per epoch", ProcessingNumberParameterType.Integer, defaultValue=1000,
             minValue=1),
             "Batches of random windows per epoch.")
         self.add(QgsProcessingParameterNumber(
-            "BATCH_SIZE", "Batch size", QgsProcessingParameterNumber.Integer, defaultValue=24, minValue=1),
+            "BATCH_SIZE", "Batch size", ProcessingNumberParameterType.Integer, defaultValue=24, minValue=1),
             "Windows per training step. Lower it when memory runs out.", advanced=True)
         self.add(QgsProcessingParameterNumber(
-            "WINDOW", "Window size", QgsProcessingParameterNumber.Integer, defaultValue=256, minValue=28,
+            "WINDOW", "Window size", ProcessingNumberParameterType.Integer, defaultValue=256, minValue=28,
             maxValue=2048),
             "Side in pixels of the square training windows cut from the scenes (the authors use 256).",
             advanced=True)
         self.add(QgsProcessingParameterNumber(
-            "LR", "Learning rate", QgsProcessingParameterNumber.Double, defaultValue=2e-4, minValue=0.0),
+            "LR", "Learning rate", ProcessingNumberParameterType.Double, defaultValue=2e-4, minValue=0.0),
             "Peak learning rate of AdamW (after warm-up; then cosine decay).", advanced=True)
         self.add(QgsProcessingParameterEnum("MCRM", "Modality masking (MCRM)", options=list(MCRM_LABELS),
                                             defaultValue=0),
@@ -115,7 +115,7 @@ class TrainAlgorithm(MobanetAlgorithm):
         self.add(QgsProcessingParameterEnum("DEVICE", "Device", options=list(DEVICE_LABELS), defaultValue=0),
                  "Where training runs: a CUDA GPU when one is available, or the CPU.", advanced=True)
         self.add(QgsProcessingParameterNumber(
-            "SEED", "Random seed", QgsProcessingParameterNumber.Integer, defaultValue=0, minValue=0),
+            "SEED", "Random seed", ProcessingNumberParameterType.Integer, defaultValue=0, minValue=0),
             "Seed of window sampling, masking and initialisation, for repeatable runs.", advanced=True)
         self.add(QgsProcessingParameterFileDestination(
             "OUTPUT", "Model file", fileFilter="MoBaNet model (*.safetensors)"),

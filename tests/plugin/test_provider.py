@@ -31,6 +31,8 @@ def _parameters(algorithm_id):
 
 
 def test_segment_parameters(mobanet_provider):
+    from mobanet_qgis.compat import ProcessingParameterFlag
+
     algorithm, params = _parameters("mobanet:segment")
     types = {name: p.type() for name, p in params.items()}
     assert types == {
@@ -38,7 +40,7 @@ def test_segment_parameters(mobanet_provider):
         "EXTENT": "extent", "MASK": "source", "DEVICE": "enum", "BATCH_SIZE": "number", "OVERLAP": "number",
         "OUTPUT": "rasterDestination", "CONFIDENCE": "rasterDestination", "VECTOR": "vectorDestination",
         "MIN_AREA": "number"}
-    optional = {name for name, p in params.items() if p.flags() & p.FlagOptional}
+    optional = {name for name, p in params.items() if p.flags() & ProcessingParameterFlag.Optional}
     assert optional == {"MODEL", "WEIGHTS", "BANDS", "EXTENT", "MASK", "CONFIDENCE", "VECTOR"}
     assert params["BANDS"].allowMultiple() and params["BANDS"].parentLayerParameterName() == "OPTICAL"
     assert params["DEVICE"].options()[params["DEVICE"].defaultValue()].startswith("Automatic")
