@@ -18,7 +18,7 @@ DEFAULT_MODEL := resources/models/mobanet-demo-tiny.safetensors
 
 help:
 	@echo "make demo            set up, then segment the bundled sample with the default model (qgis_process)"
-	@echo "make test            set up, then run ruff and every test"
+	@echo "make test            set up, then lint (ruff, Qt6 check) and run every test"
 	@echo "make install         only the set-up (Debian packages, .venv, engine, plugin link)"
 	@echo "make bench           speed and memory benchmarks (benchmarks/results/)"
 	@echo "make bench-ablation  the ablation benchmark on synthetic scenes"
@@ -37,8 +37,10 @@ demo: install
 	  OPTICAL=$(SAMPLE)/sample_optical.tif DSM=$(SAMPLE)/sample_dsm.tif OUTPUT=$(DEMO_OUT)
 	$(PY) tools/describe_classification.py $(DEMO_OUT) --reference $(SAMPLE)/sample_labels.tif
 
+# ruff, then the Qt6 check: no Qt5-only forms in code that runs inside QGIS (QGIS 4 is PyQt6)
 lint: install
 	$(VENV)/bin/ruff check engine mobanet_qgis tests benchmarks tools
+	$(PY) tools/check_qt6.py mobanet_qgis tests tools
 
 test: lint
 	$(PY) -m pytest tests
