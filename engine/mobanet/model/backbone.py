@@ -92,7 +92,12 @@ def missing_weights_message(spec: BackboneSpec) -> str:
 
 def create_backbone(spec: BackboneSpec, weights: str | Path | None = None, pretrained: bool = False,
                     random_init: bool = False) -> VisionTransformer:
-    """Build the timm ViT with dynamic input size, from a local file, a download or random init.
+    """Build the timm ViT from a local file, a download or random init.
+
+    Its patch embedding accepts any multiple of the patch size
+    (``dynamic_img_size``); MoBaNet positions the tokens itself
+    (`backbone_tokens`, `mobanet.model.position`), never through timm's
+    per-forward resampling.
 
     ``weights`` may be an original Meta DINOv2 ``.pth`` (loaded with
     ``weights_only=True``) or a timm ``.safetensors``; timm's checkpoint filter
@@ -126,12 +131,21 @@ def create_backbone(spec: BackboneSpec, weights: str | Path | None = None, pretr
     return model
 
 
-def backbone_tokens(backbone: VisionTransformer, patch_grid: torch.Tensor) -> torch.Tensor:
-    """Prefix tokens (class, registers) plus position embedding, resampled to the grid.
+def backbone_tokens(backbone: VisionTransformer, patch_grid: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """The token sequence the first block expects: prefix tokens (class, registers) and patches, positioned.
 
-    ``patch_grid`` is a patch embedding output ``[B, h, w, C]``; the result is
-    the token sequence ``[B, prefix + h*w, C]`` the first block expects.
+    ``patch_grid`` is a patch embedding output ``[B, h, w, C]`` and ``table``
+    the position table for that grid (`mobanet.model.position`), laid out as
+    timm stores it: with a class slot for plain DINOv2, patches only for
+    register models (whose class token already holds its position). Returns
+    ``[B, prefix + h*w, C]``.
     """
-    tokens = backbone._pos_embed(patch_grid)
-    tokens = backbone.patch_drop(tokens)
+    batch, height, width, channels = patch_grid.shape
+    patches = patch_grid.reshape(batch, height * width, channels)
+    prefix = [token.expand(batch, -1, -1) for token in (backbone.cls_token, backbone.reg_token) if token is not None]
+    if backbone.no_embed_class:
+        tokens = torch.cat([*prefix, patches + table], dim=1)
+    else:
+        tokens = torch.cat([*prefix, patches], dim=1) + table
+    tokens = backbone.patch_drop(backbone.pos_drop(tokens))
     return backbone.norm_pre(tokens)

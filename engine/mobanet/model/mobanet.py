@@ -4,12 +4,15 @@ Data flow for the default (dual-stream) model, inputs padded to a multiple of
 the patch size (14):
 
     optical -> frozen patch embed    \\
-                                      > one batch of 2B tokens (+ class/register tokens, position embedding)
+                                      > one batch of 2B tokens (+ class/register tokens, position table)
     DSM x3  -> trainable patch embed /
     for each of 4 stages: CPIA on the patch tokens, then the stage's frozen blocks on all 2B
                           -> final norm -> maps F_o, F_d -> DGFM -> fused map
     fused maps -> shared 1x1 projection -> (simple feature pyramid) -> UPerNet -> logits, cropped back
     stage-1 F_o, F_d -> shared projection -> auxiliary heads (training only)
+
+The position table is resampled to the patch grid as DINOv2 itself does it
+(`mobanet.model.position`), once per grid size.
 
 Ablation variants (`MoBaNetConfig`): ``cpia="none"``, ``fusion="mean"``,
 single streams ``"optical"``/``"dsm"``, ``"early"`` (one stream fed a
@@ -33,12 +36,16 @@ from mobanet.model.backbone import backbone_tokens, create_backbone, file_sha256
 from mobanet.model.cpia import CPIA
 from mobanet.model.decoder import AuxHead, SimpleFeaturePyramid, UPerHead, resize
 from mobanet.model.fusion import build_fusion
+from mobanet.model.position import INTERPOLATIONS, PositionTables
 
 CHOICES = {
     "cpia": ("adapter", "direct", "none"),
     "fusion": ("gated", "mean"),
     "streams": ("dual", "optical", "dsm", "early"),
 }
+
+# Options added after models were saved, with the value those older files were trained with.
+LEGACY_DEFAULTS = {"pos_embed_interpolation": "timm"}
 
 
 @dataclass
@@ -55,9 +62,10 @@ class MoBaNetConfig:
     decoder_channels: int = 64
     projection_channels: int = 256
     aux_heads: bool = True
+    pos_embed_interpolation: str = "dinov2"  # "dinov2" (Meta's, exact) | "timm" (files saved before it was recorded)
 
     def __post_init__(self) -> None:
-        for name, allowed in CHOICES.items():
+        for name, allowed in [*CHOICES.items(), ("pos_embed_interpolation", INTERPOLATIONS)]:
             if getattr(self, name) not in allowed:
                 raise InputError(f"Model option {name}={getattr(self, name)!r} is not one of {', '.join(allowed)}.")
         if self.num_classes < 1:
@@ -68,6 +76,8 @@ class MoBaNetConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MoBaNetConfig:
+        """A stored configuration; keys it predates take the behaviour it was trained with (`LEGACY_DEFAULTS`)."""
+        data = {**LEGACY_DEFAULTS, **data}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -115,6 +125,7 @@ class MoBaNet(nn.Module):
         self.backbone_pretrained = backbone_pretrained  # False: random weights, only a full file can keep them
         self.patch_size = int(backbone.patch_embed.patch_size[0])
         self.taps = stage_taps(len(backbone.blocks))
+        self.position_tables = PositionTables(config.pos_embed_interpolation)
         width = backbone.embed_dim
 
         self.backbone = backbone
@@ -198,7 +209,7 @@ class MoBaNet(nn.Module):
         count = 2 if streams == "dual" else 1
         batch, grid_h, grid_w = optical.shape[0], grid.shape[1], grid.shape[2]
         prefix = backbone.num_prefix_tokens
-        tokens = backbone_tokens(backbone, grid)
+        tokens = backbone_tokens(backbone, grid, self.position_tables(backbone, (grid_h, grid_w)))
 
         maps: list[list[torch.Tensor]] = [[] for _ in range(count)]
         start = 0

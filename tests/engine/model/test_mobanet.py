@@ -116,8 +116,9 @@ def test_dual_stream_calls_each_block_once_per_stage(inputs):
 
 
 def test_untrained_adapter_cpia_keeps_the_backbone_features(inputs):
-    """Zero-initialised adapters: the optical stream's stage maps are timm's own normed intermediates."""
-    model = tiny()
+    """Zero-initialised adapters: the optical stream's stage maps are timm's own normed intermediates (with
+    timm's position resampling, which timm's forward uses; DINOv2's is checked in test_position)."""
+    model = tiny(pos_embed_interpolation="timm")
     optical, dsm = inputs(2, 42, 56)
     with torch.no_grad():
         optical_maps, _ = model.encode(optical, dsm)
