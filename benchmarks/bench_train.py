@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from mobanet.card import ModelCard
+from mobanet.card import DEFAULT_WINDOW, ModelCard
 from mobanet.labels import read_labels
 from mobanet.model import MoBaNetConfig, MoBaNetLoss, build_model, mask_modalities
 from mobanet.raster import open_scene
@@ -60,7 +60,7 @@ def measure(backbone: str, sampler: WindowSampler, batch: int, iterations: int) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--window", type=int, default=256)
+    parser.add_argument("--window", type=int, default=DEFAULT_WINDOW)
     parser.add_argument("--iterations", type=int, default=3, help="timed iterations per backbone")
     parser.add_argument("--threads", type=int, default=min(4, os.cpu_count() or 1))
     parser.add_argument("--backbones", nargs="*", default=["tiny", "dinov2_vits14"])

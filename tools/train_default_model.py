@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=16)
     parser.add_argument("--iterations", type=int, default=150, help="iterations per epoch")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--window", type=int, default=224)
+    parser.add_argument("--window", type=int, default=224, help="training = validation = inference window")
     parser.add_argument("--workdir", type=Path, help="keep the synthetic scenes and logs here")
     args = parser.parse_args()
 
@@ -60,7 +60,6 @@ def main() -> None:
         card.name = "mobanet-demo-tiny"
         card.description = DESCRIPTION
         card.gsd = 0.1
-        card.window = args.window
         card.training["recipe"] = "make default-model: " + shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
         card.training["minutes"] = round((time.time() - started) / 60, 1)
         save_model(args.output, model, card, full=True)

@@ -19,6 +19,10 @@ from mobanet.errors import ModelFileError
 CARD_KEY = "mobanet.card"
 CARD_FORMAT = 1
 
+# The window, in pixels, a model is trained, validated and applied on: 19 patches of 14 px (the authors'
+# 256 px windows rounded up to whole patches, all of it real pixels). Models record their own.
+DEFAULT_WINDOW = 266
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -73,7 +77,7 @@ class ModelCard:
     optical_normalization: OpticalNormalization = field(default_factory=OpticalNormalization)
     dsm_normalization: DsmNormalization = field(default_factory=DsmNormalization)
     gsd: float | None = None  # metres per pixel of the training data; None = any
-    window: int = 266  # default inference window (pixels), a multiple of the patch size
+    window: int = DEFAULT_WINDOW  # training = validation = inference window (pixels), a multiple of the patch size
     config: dict[str, Any] = field(default_factory=dict)  # MoBaNetConfig.to_dict()
     backbone: str = "tiny"
     backbone_weights_sha256: str | None = None  # hash of the pretrained weights trained on

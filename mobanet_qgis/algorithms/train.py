@@ -101,9 +101,11 @@ class TrainAlgorithm(MobanetAlgorithm):
             "BATCH_SIZE", "Batch size", ProcessingNumberParameterType.Integer, defaultValue=24, minValue=1),
             "Windows per training step. Lower it when memory runs out.", advanced=True)
         self.add(QgsProcessingParameterNumber(
-            "WINDOW", "Window size", ProcessingNumberParameterType.Integer, defaultValue=256, minValue=28,
+            "WINDOW", "Window size", ProcessingNumberParameterType.Integer, defaultValue=266, minValue=28,
             maxValue=2048),
-            "Side in pixels of the square training windows cut from the scenes (the authors use 256).",
+            "Side in pixels of the square windows the model is trained on; validation and later segmentation "
+            "use the same windows (the size is stored in the model file). Rounded up to whole 14 px patches: "
+            "266 is 19 patches.",
             advanced=True)
         self.add(QgsProcessingParameterNumber(
             "LR", "Learning rate", ProcessingNumberParameterType.Double, defaultValue=2e-4, minValue=0.0),

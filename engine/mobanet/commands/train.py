@@ -16,6 +16,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from mobanet.card import DEFAULT_WINDOW
 from mobanet.commands import HelpFormatter, band_list
 from mobanet.errors import InputError
 from mobanet.model.mobanet import CHOICES
@@ -63,7 +64,10 @@ def register(subparsers: argparse._SubParsersAction, parents: list[argparse.Argu
     schedule.add_argument("--iterations", type=int, default=1000, metavar="N", help="optimiser steps per epoch")
     schedule.add_argument("--batch-size", type=int, default=24, metavar="N", help="windows per step and process")
     schedule.add_argument("--accumulate", type=int, default=1, metavar="N", help="batches per optimiser step")
-    schedule.add_argument("--window", type=int, default=256, metavar="N", help="training window side in pixels")
+    schedule.add_argument("--window", type=int, metavar="N",
+                          help="side in pixels of the windows the model is trained on, validated on and later "
+                               "segments with (stored in the model file), rounded up to whole 14 px patches "
+                               f"(default: {DEFAULT_WINDOW} = 19 patches, or the --init model's)")
     schedule.add_argument("--lr", type=float, default=2e-4, metavar="F", help="peak learning rate (AdamW)")
     schedule.add_argument("--min-lr", type=float, default=1e-6, metavar="F", help="end of the cosine decay")
     schedule.add_argument("--weight-decay", type=float, default=0.05, metavar="F",

@@ -49,6 +49,7 @@ from mobanet.model import MoBaNet, MoBaNetConfig, MoBaNetLoss, build_model, mask
 from mobanet.modelfile import load_model, read_card, save_model
 from mobanet.progress import Progress
 from mobanet.raster import Scene, open_scene, predict_array
+from mobanet.raster.predict import resolve_window
 from mobanet.train.distributed import DistributedContext, setup_distributed
 from mobanet.train.logs import TrainingLog
 from mobanet.train.sampling import TrainingScene, WindowSampler, holdout_regions
@@ -96,7 +97,7 @@ class TrainOptions:
     iterations: int = 1000
     batch_size: int = 24  # per process under torchrun
     accumulate: int = 1
-    window: int = 256
+    window: int | None = None  # training = validation = inference window; None: the card's (ModelCard.window)
     lr: float = 2e-4
     weight_decay: float = 0.05
     warmup_epochs: int = 5
@@ -180,8 +181,8 @@ def check_options(options: TrainOptions) -> None:
     for name, value in numbers.items():
         if value < 1:
             raise InputError(f"{name} must be at least 1, got {value}.")
-    if options.window < 28:
-        raise InputError(f"--window {options.window} is too small; use at least 28 px (256 is the recipe).")
+    if options.window is not None and options.window < 28:
+        raise InputError(f"--window {options.window} is too small; use at least 28 px (266 is the default).")
     if not 0.0 <= options.holdout < 0.9:
         raise InputError(f"--holdout {options.holdout} must be in [0, 0.9); 0.2 holds out a fifth of each scene.")
     if options.mcrm not in MCRM_MODES:
@@ -232,13 +233,14 @@ class Trainer:
 
         torch.manual_seed(options.seed)  # the same initial network on every rank
         self.model, self.card = self._build_model()
+        self.card.window = resolve_window(options.window, self.card, self.model.patch_size)  # one window everywhere
         self.model.to(self.device)
         rank_seed = np.random.SeedSequence([options.seed, context.rank, 1]).generate_state(1)[0]
         torch.manual_seed(int(rank_seed))  # dropout differs between ranks, reproducibly
         self.mask_generator = torch.Generator().manual_seed(int(rank_seed) + 1)
 
         train_scenes, self.validation = self._open_data()
-        self.sampler = WindowSampler(train_scenes, options.window, options.min_labelled, options.class_balanced,
+        self.sampler = WindowSampler(train_scenes, self.card.window, options.min_labelled, options.class_balanced,
                                      options.seed, context.rank)
         self.optimizer = build_optimizer(self.model, options.lr, options.weight_decay)
         self.schedule = WarmupCosine(self.optimizer, options.lr, options.min_lr,
@@ -284,8 +286,7 @@ class Trainer:
                                finetune_backbone=options.finetune_backbone, feature_pyramid=options.feature_pyramid)
         model = build_model(config, weights=options.weights, pretrained=options.pretrained)
         card = ModelCard(name=self.paths.best.name.removesuffix(".safetensors"), class_names=names,
-                         class_colors=colors, gsd=options.gsd,
-                         window=math.ceil(options.window / model.patch_size) * model.patch_size)
+                         class_colors=colors, gsd=options.gsd)
         if options.bands:
             card.optical_bands = list(options.bands)
         return model, card
@@ -426,7 +427,7 @@ class Trainer:
                 else {"holdout": options.holdout, "strip": "right-hand side of each training scene"},
                 "epochs": options.epochs, "epochs_run": self.epoch, "iterations": options.iterations,
                 "batch_size": options.batch_size, "accumulate": options.accumulate, "processes":
-                self.context.world_size, "window": options.window, "lr": options.lr,
+                self.context.world_size, "window": self.card.window, "lr": options.lr,
                 "weight_decay": options.weight_decay, "warmup_epochs": options.warmup_epochs,
                 "mcrm": options.mcrm if self.masking else "none", "mcrm_ratio": options.mcrm_ratio,
                 "aux_weight": options.aux_weight, "class_balanced": options.class_balanced,

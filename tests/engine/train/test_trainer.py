@@ -12,8 +12,10 @@ import torch
 from osgeo import gdal, ogr, osr
 from safetensors import safe_open
 
+from mobanet.card import DEFAULT_WINDOW, ModelCard
 from mobanet.errors import Cancelled, MobanetError
-from mobanet.modelfile import load_model, read_card
+from mobanet.model import MoBaNetConfig, build_model
+from mobanet.modelfile import load_model, read_card, save_model
 from mobanet.progress import Progress
 from mobanet.train import SceneFiles, TrainOptions, train
 from mobanet.train.distributed import DistributedContext
@@ -80,6 +82,25 @@ def test_run_writes_best_last_state_logs_and_a_filled_card(synthetic, tmp_path):
     model, _ = load_model(output)
     assert model.config.backbone == "tiny"
     assert read_card(tmp_path / "model.last.safetensors").training["epochs_run"] == 2
+
+
+def test_one_window_for_training_validation_and_segmentation(synthetic, tmp_path):
+    """The window is settled once, in the card, rounded up to whole patches; training samples that many real
+    pixels (nothing padded), and validation and `segment` read it from the card."""
+    trainer = Trainer(tiny_options(synthetic[:1], tmp_path, window=50), Progress("quiet"), DistributedContext())
+    assert trainer.card.window == trainer.sampler.window == 56
+    optical, dsm, labels = trainer.sampler.batch(2)
+    assert optical.shape[-2:] == dsm.shape[-2:] == labels.shape[-2:] == (56, 56)
+    assert trainer._card_training()["window"] == 56
+
+    default = Trainer(tiny_options(synthetic[:1], tmp_path, window=None), Progress("quiet"), DistributedContext())
+    assert default.card.window == default.sampler.window == DEFAULT_WINDOW == 19 * 14
+
+    initial = tmp_path / "initial.safetensors"
+    save_model(initial, build_model(MoBaNetConfig()), ModelCard(window=70), full=True)
+    resumed = Trainer(tiny_options(synthetic[:1], tmp_path, window=None, init=initial), Progress("quiet"),
+                      DistributedContext())
+    assert resumed.card.window == resumed.sampler.window == 70
 
 
 class StopAfter(Progress):
