@@ -1,9 +1,6 @@
-"""Test-wide settings: small thread pools so parallel CPU tests stay fast and deterministic."""
+"""Test-wide settings. Nothing here imports torch: the plugin tests run under a QGIS Python without it
+(`make test-ltr`), since the plugin runs the engine as a separate process."""
 
 import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-
-import torch  # noqa: E402
-
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))

@@ -1,15 +1,18 @@
 """The MoBaNet plugin inside a real QGIS (pytest-qgis): provider registration, scenes and a model file.
 
 Scenes are crops of the bundled sample (`resources/sample`), kept small so that
-each engine run takes seconds. The model is the embedded default model when it
-exists, else a tiny random MoBaNet saved to a real model file (fine for
-plumbing: the tests check grids, styles, messages and process handling, not
-accuracy).
+each engine run takes seconds; the model is the embedded default model. The
+tests need no torch: the plugin runs the engine in its own process, so this
+Python needs only QGIS, GDAL and the engine's torch-free modules (the model
+card), which are imported from the source tree (`make test-ltr` runs these tests
+under a QGIS whose Python has no torch).
 """
 
 from __future__ import annotations
 
+import json
 import shutil
+import struct
 import sys
 from pathlib import Path
 
@@ -17,8 +20,9 @@ import pytest
 from osgeo import gdal
 
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for source in (ROOT, ROOT / "engine"):  # mobanet_qgis, and the engine's torch-free mobanet.card
+    if str(source) not in sys.path:
+        sys.path.insert(0, str(source))
 
 SAMPLE = ROOT / "resources" / "sample"
 DEFAULT_MODEL = ROOT / "resources" / "models" / "mobanet-demo-tiny.safetensors"
@@ -72,19 +76,24 @@ def scene(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
-def model_file(tmp_path_factory) -> Path:
-    if DEFAULT_MODEL.is_file():
-        return DEFAULT_MODEL
-    import torch
+def model_file() -> Path:
+    assert DEFAULT_MODEL.is_file(), f"the embedded default model {DEFAULT_MODEL} is missing: run `make default-model`"
+    return DEFAULT_MODEL
 
-    from mobanet.card import ModelCard
-    from mobanet.model import MoBaNetConfig, build_model
-    from mobanet.modelfile import save_model
 
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    save_model(path, build_model(MoBaNetConfig()), ModelCard(window=168), full=True)
-    return path
+def read_model_card(path: Path):  # noqa: ANN201 - mobanet.card.ModelCard
+    """The model card of a model file, read from its safetensors header (8-byte length, JSON) without torch."""
+    from mobanet.card import CARD_KEY, ModelCard
+
+    with open(path, "rb") as handle:
+        (length,) = struct.unpack("<Q", handle.read(8))
+        header = json.loads(handle.read(length))
+    return ModelCard.from_json(header["__metadata__"][CARD_KEY])
+
+
+@pytest.fixture(scope="session")
+def model_card_of():
+    return read_model_card
 
 
 class RecordingFeedback:

@@ -17,7 +17,6 @@ import pytest
 from osgeo import gdal
 
 ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_MODEL = ROOT / "resources" / "models" / "mobanet-demo-tiny.safetensors"
 QGIS_PROCESS = "/usr/bin/qgis_process.bin"
 
 
@@ -46,10 +45,9 @@ def test_qgis_process_lists_the_provider(qgis_process_env):
 
 
 def test_qgis_process_runs_segment(qgis_process_env, scene, model_file, tmp_path):
+    """No MODEL: the embedded default model (`model_file` checks it is there)."""
     output = tmp_path / "classes.tif"
     arguments = [f"OPTICAL={scene['optical']}", f"DSM={scene['dsm']}", f"OUTPUT={output}"]
-    if Path(model_file) != DEFAULT_MODEL:  # until the embedded default model exists
-        arguments.append(f"MODEL={model_file}")
     run = subprocess.run([QGIS_PROCESS, "--json", "run", "mobanet:segment", "--", *arguments],
                          env=qgis_process_env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]

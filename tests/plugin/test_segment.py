@@ -37,16 +37,14 @@ def segmented(mobanet_provider, scene, model_file, tmp_path_factory, recording_f
     return results, output, feedback
 
 
-def test_output_is_on_the_optical_grid_with_palette_and_names(segmented, scene, model_file):
-    from mobanet.modelfile import read_card
-
+def test_output_is_on_the_optical_grid_with_palette_and_names(segmented, scene, model_file, model_card_of):
     results, output, _ = segmented
     assert Path(results["OUTPUT"]) == output
     assert _grid(output) == _grid(scene["optical"])
     dataset = gdal.Open(str(output))
     band = dataset.GetRasterBand(1)
     assert dataset.RasterCount == 1 and band.DataType == gdal.GDT_Byte and band.GetNoDataValue() == 255
-    card = read_card(model_file)
+    card = model_card_of(model_file)
     table = band.GetColorTable()
     assert [table.GetColorEntry(i)[:3] for i in range(card.num_classes)] == [tuple(c) for c in card.class_colors]
     assert band.GetCategoryNames()[:card.num_classes] == card.class_names
@@ -55,10 +53,8 @@ def test_output_is_on_the_optical_grid_with_palette_and_names(segmented, scene, 
     assert output.with_suffix(".qml").is_file()
 
 
-def test_loaded_layer_is_styled_with_the_engines_qml(segmented, model_file):
+def test_loaded_layer_is_styled_with_the_engines_qml(segmented, model_file, model_card_of):
     from qgis.core import QgsProject
-
-    from mobanet.modelfile import read_card
 
     _, output, _ = segmented
     layers = [lyr for lyr in QgsProject.instance().mapLayers().values()
@@ -66,7 +62,7 @@ def test_loaded_layer_is_styled_with_the_engines_qml(segmented, model_file):
     assert len(layers) == 1
     renderer = layers[0].renderer()
     assert renderer.type() == "paletted"
-    card = read_card(model_file)
+    card = model_card_of(model_file)
     classes = {c.value: (c.label, c.color.getRgb()[:3]) for c in renderer.classes()}
     for index, (name, color) in enumerate(zip(card.class_names, card.class_colors, strict=True)):
         assert classes[index] == (name, tuple(color))

@@ -52,10 +52,10 @@ def test_evaluate_scores_a_known_disagreement(mobanet_provider, scene, tmp_path,
     assert any(line.startswith("Overall accuracy: ") for line in feedback.infos)
 
 
-def test_train_writes_a_model_and_logs_metrics_per_epoch(mobanet_provider, scene, tmp_path, recording_feedback):
+def test_train_writes_a_model_and_logs_metrics_per_epoch(mobanet_provider, scene, tmp_path, recording_feedback,
+                                                         model_card_of):
     import processing
 
-    from mobanet.modelfile import read_card
     from mobanet_qgis.algorithms.train import BACKBONES
 
     output = tmp_path / "mine.safetensors"
@@ -67,7 +67,7 @@ def test_train_writes_a_model_and_logs_metrics_per_epoch(mobanet_provider, scene
         "OUTPUT": str(output)}, feedback=feedback)
 
     assert results["OUTPUT"] == str(output) and output.is_file()
-    card = read_card(output)
+    card = model_card_of(output)
     assert card.backbone == "tiny"
     assert any(line.startswith("Metrics: ") and "epoch=1" in line for line in feedback.infos), feedback.infos
     assert feedback.progress() == 100.0

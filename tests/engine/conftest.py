@@ -1,0 +1,7 @@
+"""Engine-test settings: small thread pools so parallel CPU tests stay fast and deterministic."""
+
+import os
+
+import torch
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
