@@ -1,4 +1,4 @@
-"""QGIS enums spelled for the QGIS this runs on, from QGIS 3.22 to QGIS 4 (Qt6).
+"""QGIS API spelled for the QGIS this runs on, from QGIS 3.22 to QGIS 4 (Qt6): enums and a renamed method.
 
 QGIS 3.36 and later moved many enums of QGIS classes into the ``Qgis``
 namespace as scoped enums: ``QgsProcessing.TypeRaster`` became
@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 import qgis.core
-from qgis.core import Qgis
+from qgis.core import Qgis, QgsRasterFileWriter
 
 # Qgis enum -> (QGIS 3.22 class, its enum, {member in Qgis: member in the 3.22 enum}).
 # Only the members the plugin uses; tests/plugin/test_compat.py checks each pair where both exist.
@@ -54,3 +54,11 @@ ProcessingNumberParameterType = qgis_enum("ProcessingNumberParameterType")
 ProcessingParameterFlag = qgis_enum("ProcessingParameterFlag")
 RasterInterfaceCapability = qgis_enum("RasterInterfaceCapability")
 RasterFileWriterResult = qgis_enum("RasterFileWriterResult")
+
+
+def set_creation_options(writer: QgsRasterFileWriter, options: list[str]) -> None:
+    """GDAL creation options of a raster writer: QGIS 3.44 renamed setCreateOptions (now deprecated)."""
+    if hasattr(writer, "setCreationOptions"):
+        writer.setCreationOptions(options)
+    else:
+        writer.setCreateOptions(options)

@@ -31,7 +31,12 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QIcon
 
-from mobanet_qgis.compat import ProcessingParameterFlag, RasterFileWriterResult, RasterInterfaceCapability
+from mobanet_qgis.compat import (
+    ProcessingParameterFlag,
+    RasterFileWriterResult,
+    RasterInterfaceCapability,
+    set_creation_options,
+)
 from mobanet_qgis.engine_process import run_engine
 
 # A layer without a native pixel grid (WMS, WCS) is rendered to a GeoTIFF of at
@@ -91,7 +96,7 @@ def raster_layer_file(layer: QgsRasterLayer, name: str, context: QgsProcessingCo
     feedback.pushInfo(f"Writing the layer '{layer.name()}' ({name}) to a temporary GeoTIFF: {target}")
     writer = QgsRasterFileWriter(target)
     writer.setOutputFormat("GTiff")
-    writer.setCreateOptions(["COMPRESS=DEFLATE", "TILED=YES", "BIGTIFF=IF_SAFER"])
+    set_creation_options(writer, ["COMPRESS=DEFLATE", "TILED=YES", "BIGTIFF=IF_SAFER"])
     pipe = QgsRasterPipe()
     if not pipe.set(provider.clone()):
         raise QgsProcessingException(f"The layer '{layer.name()}' ({name}) cannot be exported: no data provider.")

@@ -80,3 +80,25 @@ def test_compat_values_work_in_the_qgis_calls_that_take_them(tmp_path):
     result = QgsRasterFileWriter(str(tmp_path / "copy.tif")).writeRaster(
         pipe, 7, 5, layer.extent(), layer.crs(), QgsCoordinateTransformContext())
     assert result == RasterFileWriterResult.Success
+
+
+def test_creation_options_reach_gdal_without_deprecated_calls(tmp_path):
+    """pytest.ini turns DeprecationWarnings from mobanet_qgis into errors, so QGIS 3.44 checks the call too."""
+    from osgeo import gdal
+    from qgis.core import QgsCoordinateTransformContext, QgsRasterFileWriter, QgsRasterLayer, QgsRasterPipe
+
+    from mobanet_qgis.compat import set_creation_options
+
+    source = tmp_path / "source.tif"
+    dataset = gdal.GetDriverByName("GTiff").Create(str(source), 64, 48, 1, gdal.GDT_Byte)
+    dataset.SetGeoTransform((0, 1, 0, 48, 0, -1))
+    dataset = None
+    layer = QgsRasterLayer(str(source), "source")
+    pipe = QgsRasterPipe()
+    assert pipe.set(layer.dataProvider().clone())
+    writer = QgsRasterFileWriter(str(tmp_path / "copy.tif"))
+    set_creation_options(writer, ["COMPRESS=DEFLATE", "TILED=YES"])
+    writer.writeRaster(pipe, 64, 48, layer.extent(), layer.crs(), QgsCoordinateTransformContext())
+    written = gdal.Open(str(tmp_path / "copy.tif"))
+    assert written.GetMetadataItem("COMPRESSION", "IMAGE_STRUCTURE") == "DEFLATE"
+    assert written.GetRasterBand(1).GetBlockSize() != [64, 1]  # tiled, not strips

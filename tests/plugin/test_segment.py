@@ -21,20 +21,32 @@ def _classes(path):
 
 
 @pytest.fixture(scope="module")
-def segmented(mobanet_provider, scene, model_file, tmp_path_factory, recording_feedback):
-    """One run, loaded into the project as the toolbox does; the tests below look at it from several sides."""
+def segmented(mobanet_provider, scene, model_file, tmp_path_factory, recording_feedback, qgis_iface):
+    """One run, loaded into the project as the toolbox does; the tests below look at it from several sides.
+
+    QGIS 3.44 adds loaded results through ``iface.layerTreeView()``, which pytest-qgis's stand-in iface
+    does not have: it gets a real layer tree view of the project for this run.
+    """
     import processing
-    from qgis.core import QgsProcessingContext, QgsProject
+    from qgis.core import QgsLayerTreeModel, QgsProcessingContext, QgsProject
+    from qgis.gui import QgsLayerTreeView
 
     QgsProject.instance().clear()
+    tree_view = QgsLayerTreeView()
+    tree_view.setModel(QgsLayerTreeModel(QgsProject.instance().layerTreeRoot(), tree_view))
+    qgis_iface.layerTreeView = lambda: tree_view
     output = tmp_path_factory.mktemp("segment") / "classes.tif"
     context = QgsProcessingContext()
     context.setProject(QgsProject.instance())
     feedback = recording_feedback()
-    results = processing.runAndLoadResults("mobanet:segment", {
-        "OPTICAL": str(scene["optical"]), "DSM": str(scene["dsm"]), "MODEL": str(model_file),
-        "OUTPUT": str(output)}, context=context, feedback=feedback)
-    return results, output, feedback
+    try:
+        results = processing.runAndLoadResults("mobanet:segment", {
+            "OPTICAL": str(scene["optical"]), "DSM": str(scene["dsm"]), "MODEL": str(model_file),
+            "OUTPUT": str(output)}, context=context, feedback=feedback)
+    finally:
+        del qgis_iface.layerTreeView
+    yield results, output, feedback
+    tree_view.deleteLater()
 
 
 def test_output_is_on_the_optical_grid_with_palette_and_names(segmented, scene, model_file, model_card_of):
