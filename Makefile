@@ -14,11 +14,12 @@ SAMPLE := resources/sample
 DEMO_OUT := out/demo/sample_classes.tif
 DEFAULT_MODEL := resources/models/mobanet-demo-tiny.safetensors
 
-.PHONY: help install demo test lint bench bench-ablation default-model sample package clean
+.PHONY: help install demo test test-ltr lint bench bench-ablation default-model sample package clean
 
 help:
 	@echo "make demo            set up, then segment the bundled sample with the default model (qgis_process)"
 	@echo "make test            set up, then lint (ruff, Qt6 check) and run every test"
+	@echo "make test-ltr        the plugin tests and qgis_process under QGIS 3.44 LTR (Debian sid chroot, root)"
 	@echo "make install         only the set-up (Debian packages, .venv, engine, plugin link)"
 	@echo "make bench           speed and memory benchmarks (benchmarks/results/)"
 	@echo "make bench-ablation  the ablation benchmark on synthetic scenes"
@@ -44,6 +45,10 @@ lint: install
 
 test: lint
 	$(PY) -m pytest tests
+
+# The newest QGIS Debian ships (3.44 LTR) in a chroot built once under /var/cache/mobanet-qgis: tools/test_ltr.sh
+test-ltr:
+	tools/test_ltr.sh
 
 bench: install
 	$(PY) benchmarks/bench_model.py
