@@ -90,6 +90,10 @@ def test_metadata_has_what_the_plugin_repository_requires():
                 "repository", "tracker", "homepage", "category", "icon", "tags", "license"):
         assert general.get(key, "").strip(), key
     assert general["qgisMinimumVersion"] == "3.22"
+    assert general["qgisMaximumVersion"] == "4.99"  # QGIS 4 (Qt6) and plugins.qgis.org offer it to QGIS 4 users
+    assert general["experimental"] in ("True", "False")
+    # Plugin Manager users learn from the about text how to get the engine (torch) the plugin needs.
+    assert "mobanet:setup" in general["about"] and "Engine Python" in general["about"]
     assert general["hasProcessingProvider"] == "yes"
     assert general["version"] == "0.1.0"
     assert general["category"] == "Analysis"
