@@ -91,6 +91,7 @@ def test_metadata_has_what_the_plugin_repository_requires():
         assert general.get(key, "").strip(), key
     assert general["qgisMinimumVersion"] == "3.22"
     assert general["qgisMaximumVersion"] == "4.99"  # QGIS 4 (Qt6) and plugins.qgis.org offer it to QGIS 4 users
+    assert general["supportsQt6"] == "True"  # read by the plugin installer of Qt6 builds of QGIS 3.x
     assert general["experimental"] in ("True", "False")
     # Plugin Manager users learn from the about text how to get the engine (torch) the plugin needs.
     assert "mobanet:setup" in general["about"] and "Engine Python" in general["about"]
