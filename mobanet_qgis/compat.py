@@ -1,7 +1,7 @@
 """QGIS API spelled for the QGIS this runs on, from QGIS 3.22 to QGIS 4 (Qt6): enums and a renamed method.
 
 QGIS 3.36 and later moved many enums of QGIS classes into the ``Qgis``
-namespace as scoped enums: ``QgsProcessing.TypeRaster`` became
+namespace as scoped enums: the raster source type of ``QgsProcessing`` became
 ``Qgis.ProcessingSourceType.Raster``. QGIS 3.x keeps the old names as
 aliases; QGIS 4 (PyQt6) is built around the new ones; QGIS 3.22 has only the
 old ones. No single spelling is certain on all three, so each name below is

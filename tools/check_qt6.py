@@ -287,7 +287,7 @@ class FileChecker(ast.NodeVisitor):
             return None
         try:
             module = importlib.import_module(module_name)
-        except Exception:  # noqa: BLE001 - a module this QGIS lacks: nothing to resolve
+        except ImportError:  # a module this QGIS lacks: nothing to resolve
             return None
         return getattr(module, attribute, None) if attribute else module
 
