@@ -93,22 +93,34 @@ chroot_is_ready() {
     && [ -x "$CHROOT/usr/bin/qgis_process.bin" ] && [ -x "$CHROOT/usr/bin/python3" ]
 }
 
+logged() {  # run a chatty build step into the build log; show its end if it fails
+  if ! "$@" >> "$BUILD_LOG" 2>&1; then
+    tail -n 40 "$BUILD_LOG" >&2
+    echo "failed: $* (whole log: $BUILD_LOG)" >&2
+    return 1
+  fi
+}
+
 build_chroot() {
   local new="$CACHE/sid.new"
-  say "Building the Debian sid chroot in $CHROOT (once; about 5 minutes)"
+  mkdir -p "$CACHE"
+  BUILD_LOG="$CACHE/build.log"
+  : > "$BUILD_LOG"
+  say "Building the Debian sid chroot in $CHROOT (once; 3 to 8 minutes; log: $BUILD_LOG)"
   if ! command -v debootstrap >/dev/null; then
-    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap
+    logged apt-get update -q
+    DEBIAN_FRONTEND=noninteractive logged apt-get install -y -q debootstrap
   fi
   remove_tree "$new"
-  mkdir -p "$CACHE"
-  debootstrap --variant=minbase sid "$new" "$MIRROR"
+  logged debootstrap --variant=minbase sid "$new" "$MIRROR"
   # The archive's sid Release file may be past its Valid-Until date.
   echo 'Acquire::Check-Valid-Until "false";' > "$new/etc/apt/apt.conf.d/99mobanet-no-valid-until"
   network_into "$new"
   mount_into "$new/proc" -t proc proc
-  chroot "$new" apt-get update -q
-  chroot "$new" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${DEB_PACKAGES[@]}"
-  chroot "$new" apt-get clean
+  logged chroot "$new" apt-get update -q
+  logged chroot "$new" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -q --no-install-recommends "${DEB_PACKAGES[@]}"
+  logged chroot "$new" apt-get clean
   unmount_all
   network_into "$new"  # ca-certificates rewrote the bundle without the proxy's CA
   echo "$RECIPE" > "$new/.mobanet-chroot"
@@ -128,7 +140,7 @@ copy_working_tree() {  # tracked and untracked-but-not-ignored files, as they ar
 }
 
 main() {
-  chroot_is_ready || build_chroot
+  if ! chroot_is_ready; then build_chroot; fi
   network_into "$CHROOT"
   copy_working_tree
   mount_into "$CHROOT/proc" -t proc proc
