@@ -13,6 +13,7 @@ REPO=/work/mobanet-qgis
 TEST_VENV=/opt/mobanet/test-venv
 ENGINE_VENV=/opt/mobanet/engine-venv
 OUT=/tmp/mobanet-ltr
+PROFILE="$OUT/profile"  # QGIS_CUSTOM_CONFIG_PATH of the qgis_process runs (not of the tests: pytest-qgis has its own)
 cd "$REPO"
 export QT_QPA_PLATFORM=offscreen
 XDG_RUNTIME_DIR="$(mktemp -d /tmp/xdg-runtime.XXXXXX)"
@@ -44,7 +45,7 @@ make_engine_environment() {
   # it finds resources/ beside it), and linked as the checkout's .venv, where the plugin looks for it.
   # After the merge this whole step becomes:
   #   qgis_process run mobanet:setup
-  # in the qgis_process profile used below.
+  # with QGIS_CUSTOM_CONFIG_PATH="$PROFILE" (the profile make_profile made).
   # shellcheck disable=SC2046
   venv_with "$ENGINE_VENV" $(pins torch torchvision timm safetensors tqdm)
   "$ENGINE_VENV/bin/python" -m pip install -q --progress-bar off --no-deps -e ./engine
@@ -59,13 +60,15 @@ run_plugin_tests() {
     -p no:cacheprovider -q -ra
 }
 
+make_profile() {  # a fresh QGIS profile for qgis_process with the plugin installed and enabled, as a user has it
+  rm -rf "$OUT" && mkdir -p "$PROFILE/profiles/default/python/plugins"
+  ln -s "$REPO/mobanet_qgis" "$PROFILE/profiles/default/python/plugins/mobanet_qgis"
+  QGIS_CUSTOM_CONFIG_PATH="$PROFILE" qgis_process plugins enable mobanet_qgis >/dev/null
+}
+
 run_qgis_process_on_the_sample() {
-  say "qgis_process run mobanet:segment on the bundled sample (fresh profile, plugin enabled as a user does)"
-  rm -rf "$OUT" && mkdir -p "$OUT/profile/profiles/default/python/plugins"
-  ln -s "$REPO/mobanet_qgis" "$OUT/profile/profiles/default/python/plugins/mobanet_qgis"
-  export QGIS_CUSTOM_CONFIG_PATH="$OUT/profile"
-  qgis_process plugins enable mobanet_qgis
-  qgis_process run mobanet:segment -- OPTICAL=resources/sample/sample_optical.tif \
+  say "qgis_process run mobanet:segment on the bundled sample (profile $PROFILE)"
+  QGIS_CUSTOM_CONFIG_PATH="$PROFILE" qgis_process run mobanet:segment -- OPTICAL=resources/sample/sample_optical.tif \
     DSM=resources/sample/sample_dsm.tif OUTPUT="$OUT/sample_classes.tif"
   "$ENGINE_VENV/bin/python" tools/describe_classification.py "$OUT/sample_classes.tif" \
     --reference resources/sample/sample_labels.tif
@@ -76,6 +79,7 @@ $(python3 -c 'from osgeo import gdal; print(gdal.__version__)')"
 say "Debian sid chroot: $QGIS_VERSION"
 # shellcheck disable=SC2046
 venv_with "$TEST_VENV" $(pins pytest pytest-qgis pytest-timeout)
+make_profile
 make_engine_environment
 run_plugin_tests
 run_qgis_process_on_the_sample
