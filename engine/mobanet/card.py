@@ -9,12 +9,15 @@ defaults, so a model always meets its inputs the way it was trained.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from mobanet import __version__
+from mobanet import jsonfields as fields
 from mobanet.classes import CLUTTER_NAME, ISPRS_CLASSES
 from mobanet.errors import ModelFileError
+from mobanet.jsonfields import FieldError
 
 CARD_KEY = "mobanet.card"
 CARD_FORMAT = 1
@@ -22,6 +25,10 @@ CARD_FORMAT = 1
 # The window, in pixels, a model is trained, validated and applied on: 19 patches of 14 px (the authors'
 # 256 px windows rounded up to whole patches, all of it real pixels). Models record their own.
 DEFAULT_WINDOW = 266
+MAX_CARD_WINDOW = 8192  # pixels; inference bounds the window further (mobanet.raster.predict)
+SHA256 = re.compile(r"[0-9a-f]{64}")
+OPTICAL_SCALES = ("auto", "uint8", "percentile")
+DSM_MODES = ("raster_minmax", "fixed")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -105,30 +112,92 @@ class ModelCard:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelCard:
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(data) - known
-        if data.get("format", CARD_FORMAT) > CARD_FORMAT:
-            raise ModelFileError(
-                f"The model card has format {data['format']}, newer than this engine ({__version__}) reads; "
-                "update mobanet.")
-        data = {k: v for k, v in data.items() if k in known}
+        """A card from its JSON fields, each checked for type and range (`ModelFileError` names the field)."""
         try:
-            if "optical_normalization" in data:
-                data["optical_normalization"] = OpticalNormalization(**data["optical_normalization"])
-            if "dsm_normalization" in data:
-                data["dsm_normalization"] = DsmNormalization(**data["dsm_normalization"])
-            card = cls(**data)
-        except TypeError as exc:
-            raise ModelFileError(f"The model card has unexpected fields: {exc}.") from exc
-        card.class_colors = [tuple(int(v) for v in c) for c in card.class_colors]
-        if unknown:
-            card.training.setdefault("unknown_card_fields", sorted(unknown))
-        if len(card.class_colors) != len(card.class_names) or not card.class_names:
-            raise ModelFileError("The model card lists a different number of class names and colours.")
-        if len(card.optical_bands) != 3:
-            raise ModelFileError("The model card must name exactly 3 optical bands.")
+            return cls._checked(data)
+        except FieldError as exc:
+            raise ModelFileError(f"The model card's {exc}.") from exc
+
+    @classmethod
+    def _checked(cls, data: dict[str, Any]) -> ModelCard:
+        version = fields.whole(data.get("format", CARD_FORMAT), "format", minimum=1)
+        if version > CARD_FORMAT:
+            raise ModelFileError(f"The model card has format {version}, newer than this engine ({__version__}) "
+                                 "reads; update mobanet.")
+        known = set(cls.__dataclass_fields__)
+        card = cls(**{k: v for k, v in data.items() if k in known})
+        card.name = fields.text(card.name, "name")
+        card.description = fields.text(card.description, "description")
+        card.class_names = [fields.text(n, f"class_names[{i}]", nonempty=True)
+                            for i, n in enumerate(fields.items(card.class_names, "class_names", least=1))]
+        if len(set(card.class_names)) != len(card.class_names):
+            raise FieldError(f"field 'class_names' must name each class once, not {card.class_names}")
+        card.class_colors = [fields.colour(c, f"class_colors[{i}]") for i, c in
+                             enumerate(fields.items(card.class_colors, "class_colors", count=len(card.class_names)))]
+        card.ignore_classes_in_mean = [fields.text(n, f"ignore_classes_in_mean[{i}]") for i, n in
+                                       enumerate(fields.items(card.ignore_classes_in_mean, "ignore_classes_in_mean"))]
+        card.optical_bands = [fields.whole(b, f"optical_bands[{i}]", minimum=1)
+                              for i, b in enumerate(fields.items(card.optical_bands, "optical_bands", count=3))]
+        card.optical_normalization = _optical_normalization(card.optical_normalization)
+        card.dsm_normalization = _dsm_normalization(card.dsm_normalization)
+        if card.gsd is not None:
+            card.gsd = fields.number(card.gsd, "gsd", positive=True)
+        card.window = fields.whole(card.window, "window", minimum=1, maximum=MAX_CARD_WINDOW)
+        card.config = fields.mapping(card.config, "config")
+        card.backbone = fields.text(card.backbone, "backbone", nonempty=True)
+        if card.backbone_weights_sha256 is not None and not SHA256.fullmatch(str(card.backbone_weights_sha256)):
+            raise FieldError(f"field 'backbone_weights_sha256' must be 64 hexadecimal digits, not "
+                             f"{card.backbone_weights_sha256!r}")
+        card.adapter_only = fields.flag(card.adapter_only, "adapter_only")
+        card.engine_version = fields.text(card.engine_version, "engine_version")
+        card.training = fields.mapping(card.training, "training")
+        card.format = version
+        if set(data) - known:
+            card.training.setdefault("unknown_card_fields", sorted(set(data) - known))
         return card
 
     def mean_class_indices(self) -> list[int]:
         """Classes averaged into mF1/mIoU (all but clutter, the ISPRS habit)."""
         return [i for i, n in enumerate(self.class_names) if n not in self.ignore_classes_in_mean]
+
+
+def _percentiles(low: Any, high: Any, name: str) -> tuple[float, float]:
+    low = fields.number(low, f"{name}.low", minimum=0, maximum=100)
+    high = fields.number(high, f"{name}.high", minimum=0, maximum=100)
+    if low >= high:
+        raise FieldError(f"field '{name}.low' must be below '{name}.high', not {low} >= {high}")
+    return low, high
+
+
+def _optical_normalization(value: Any) -> OpticalNormalization:
+    if isinstance(value, OpticalNormalization):
+        value = asdict(value)
+    data = fields.mapping(value, "optical_normalization")
+    unknown = set(data) - set(OpticalNormalization.__dataclass_fields__)
+    if unknown:
+        raise FieldError(f"field 'optical_normalization' must not hold {sorted(unknown)}")
+    norm = OpticalNormalization(**data)
+    name = "optical_normalization"
+    low, high = _percentiles(norm.low, norm.high, name)
+    mean = [fields.number(v, f"{name}.mean[{i}]") for i, v in enumerate(fields.items(norm.mean, f"{name}.mean", 3))]
+    std = [fields.number(v, f"{name}.std[{i}]", positive=True)
+           for i, v in enumerate(fields.items(norm.std, f"{name}.std", 3))]
+    return OpticalNormalization(fields.text(norm.scale, f"{name}.scale", OPTICAL_SCALES), low, high,
+                                tuple(mean), tuple(std))
+
+
+def _dsm_normalization(value: Any) -> DsmNormalization:
+    if isinstance(value, DsmNormalization):
+        value = asdict(value)
+    data = fields.mapping(value, "dsm_normalization")
+    unknown = set(data) - set(DsmNormalization.__dataclass_fields__)
+    if unknown:
+        raise FieldError(f"field 'dsm_normalization' must not hold {sorted(unknown)}")
+    norm = DsmNormalization(**data)
+    name = "dsm_normalization"
+    low, high = _percentiles(norm.low, norm.high, name)
+    return DsmNormalization(fields.text(norm.mode, f"{name}.mode", DSM_MODES), low, high,
+                            fields.number(norm.offset, f"{name}.offset"),
+                            fields.number(norm.scale, f"{name}.scale", nonzero=True),
+                            fields.number(norm.mean, f"{name}.mean"),
+                            fields.number(norm.std, f"{name}.std", positive=True))

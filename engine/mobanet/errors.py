@@ -23,5 +23,9 @@ class WeightsError(MobanetError):
     """Backbone weights that cannot be found or loaded."""
 
 
+class OutputError(MobanetError):
+    """An output that cannot be written: the disk is full, a size limit is hit, the folder is read-only."""
+
+
 class Cancelled(MobanetError):
     """The run was interrupted (SIGINT/SIGTERM or a cancel request)."""

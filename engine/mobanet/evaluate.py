@@ -21,7 +21,7 @@ from osgeo import gdal
 
 from mobanet.classes import CLUTTER_NAME, ISPRS_CLASSES
 from mobanet.errors import InputError
-from mobanet.fileutil import atomic_output, check_writable
+from mobanet.fileutil import OutputSet
 from mobanet.labels import (
     RasterGrid,
     classes_from_index,
@@ -32,7 +32,9 @@ from mobanet.labels import (
     read_raster_labels,
 )
 from mobanet.metrics import confusion_matrix, erode_boundaries, scores
+from mobanet.pathcheck import OUTPUT, PathArgument, check_paths
 from mobanet.progress import Progress
+from mobanet.wording import option
 
 STRIP_ROWS = 512
 REPORT_FORMATS = {".md": "md", ".markdown": "md", ".html": "html", ".htm": "html"}
@@ -105,20 +107,17 @@ def evaluate(prediction: str | Path, reference: str | Path, eroded: bool = False
 
     ``eroded`` ignores reference pixels within ``radius`` pixels of a class
     border. ``class_names`` overrides the class list read from the prediction
-    raster. ``json_path`` and ``report_path`` (.md or .html) are written atomically.
+    raster. ``json_path`` and ``report_path`` (.md or .html) are committed together, verified.
     """
     progress = progress or Progress("quiet")
     prediction, reference = Path(prediction), Path(reference)
-    report_format = None
-    if report_path is not None:
-        report_format = REPORT_FORMATS.get(Path(report_path).suffix.lower())
-        if report_format is None:
-            raise InputError(f"Report {report_path}: choose a .md or .html file name.")
-    for output in (json_path, report_path):
-        if output is not None:
-            check_writable(output, (prediction, reference))
+    check_paths([PathArgument("--prediction", prediction), PathArgument("--reference", reference),
+                 PathArgument("--json", Path(json_path) if json_path else None, OUTPUT),
+                 PathArgument("--report", Path(report_path) if report_path else None, OUTPUT,
+                              suffixes=tuple(REPORT_FORMATS), format="Markdown or HTML")])
+    report_format = REPORT_FORMATS.get(Path(report_path).suffix.lower()) if report_path else None
     if eroded and radius < 1:
-        raise InputError(f"The erosion radius must be at least 1 pixel, not {radius}.")
+        raise InputError(f"{option('--erosion-radius')} must be at least 1 pixel, not {radius}.")
 
     predicted = open_raster(prediction, "Prediction")
     truth = open_raster(reference, "Reference")
@@ -143,12 +142,11 @@ def evaluate(prediction: str | Path, reference: str | Path, eroded: bool = False
     mean_classes = [i for i, name in enumerate(names) if name != CLUTTER_NAME]
     metrics = {"prediction": str(prediction), "reference": str(reference), "eroded": eroded,
                "erosion_radius": radius if eroded else 0, **scores(matrix, names, mean_classes)}
-    if json_path is not None:
-        with atomic_output(json_path) as tmp:
-            tmp.write_text(json.dumps(_json_safe(metrics), indent=2) + "\n")
-    if report_path is not None:
-        with atomic_output(report_path) as tmp:
-            tmp.write_text(format_report(metrics, report_format))
+    with OutputSet() as outputs:
+        if json_path is not None:
+            outputs.write_text(json_path, json.dumps(_json_safe(metrics), indent=2) + "\n")
+        if report_path is not None:
+            outputs.write_text(report_path, format_report(metrics, report_format))
     return metrics
 
 

@@ -10,6 +10,8 @@ models). Only when a file is *not* valid safetensors does `foreign_format`
 say what it is instead (a PyTorch zip archive, a pickle), for the message.
 Nothing here executes or unpickles anything: pickles are recognised by
 walking their opcodes with `pickletools`, which only decodes them.
+`save_safetensors` writes a file as a member of an `OutputSet`, checked at
+commit by parsing its header and reading every tensor back.
 """
 
 from __future__ import annotations
@@ -22,6 +24,12 @@ import struct
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from mobanet.fileutil import OutputSet, write_error
 
 MAX_HEADER_BYTES = 100_000_000  # the safetensors library's own limit
 PICKLE_SCAN_BYTES = 1 << 20  # how much of a file the pickle recogniser decodes at most
@@ -120,3 +128,35 @@ def foreign_format(path: str | os.PathLike) -> str | None:
         return "pytorch-archive" if any(n.endswith("data.pkl") for n in names) else "zip"
     with open(path, "rb") as handle:
         return "pickle" if _is_pickle(handle) else None
+
+
+def _as_bytes(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.detach().reshape(-1).contiguous().view(torch.uint8)
+
+
+def save_safetensors(outputs: OutputSet, final: str | os.PathLike, tensors: dict[str, torch.Tensor],
+                     metadata: dict[str, str]) -> None:
+    """Write ``tensors`` and ``metadata`` to ``final`` through ``outputs`` (renamed when the set commits).
+
+    The commit verifies the file: its header parses, holds ``metadata``, and
+    every tensor reads back bit for bit.
+    """
+    tensors = {name: tensor.detach().to("cpu").contiguous() for name, tensor in tensors.items()}
+
+    def verify(path: Path) -> None:
+        try:
+            header = read_safetensors_header(path)
+            if header.metadata != metadata or set(header.tensors) != set(tensors):
+                raise HeaderError("its header differs from what was written")
+            with safe_open(str(path), framework="pt") as handle:
+                for name, tensor in tensors.items():
+                    if not torch.equal(_as_bytes(handle.get_tensor(name)), _as_bytes(tensor)):
+                        raise HeaderError(f"tensor {name!r} reads back different from what was written")
+        except (HeaderError, OSError) as exc:
+            raise write_error(final, exc, path) from exc
+
+    output = outputs.add(final, verify=verify)
+    try:
+        save_file(tensors, str(output.temp), metadata=metadata)
+    except Exception as exc:  # the library's SafetensorError wraps the OS error ("File too large (os error 27)")
+        raise write_error(final, exc, output.temp) from exc

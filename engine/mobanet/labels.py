@@ -26,6 +26,7 @@ from osgeo import gdal, ogr, osr
 
 from mobanet.classes import IGNORE_INDEX
 from mobanet.errors import InputError
+from mobanet.wording import option
 
 gdal.UseExceptions()
 ogr.UseExceptions()
@@ -242,10 +243,10 @@ def _read_vector(path: str | Path, source: gdal.Dataset, grid: Any, class_names:
         guesses = [f for f in fields if f.lower() in CLASS_FIELD_GUESSES]
         if not guesses:
             raise InputError(f"Labels {path} have no class field among {', '.join(fields) or '(no fields)'}; "
-                             "name the field holding class indices or names (--label-field).")
+                             f"name the field holding class indices or names with {option('--class-field')}.")
         class_field = guesses[0]
     elif class_field not in fields:
-        raise InputError(f"Labels {path} have no field {class_field!r}; the fields are "
+        raise InputError(f"Labels {path} have no field {class_field!r}; set {option('--class-field')} to one of "
                          f"{', '.join(fields) or '(none)'}.")
     mapping = _field_values_to_classes(layer, class_field, class_names, path)
     target = gdal.GetDriverByName("MEM").Create("", grid.width, grid.height, 1, gdal.GDT_Byte)

@@ -13,24 +13,32 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from mobanet import __version__
 from mobanet.card import CARD_KEY, ModelCard
-from mobanet.errors import ModelFileError, WeightsError
-from mobanet.fileformat import HeaderError, SafetensorsHeader, foreign_format, read_safetensors_header
-from mobanet.fileutil import atomic_output, check_writable
+from mobanet.errors import InputError, ModelFileError, WeightsError
+from mobanet.fileformat import HeaderError, SafetensorsHeader, foreign_format, read_safetensors_header, save_safetensors
+from mobanet.fileutil import OutputSet
 from mobanet.model import MoBaNet, MoBaNetConfig, build_model
 from mobanet.model.backbone import missing_weights_message, resolve_backbone
+from mobanet.pathcheck import check_writable
+from mobanet.wording import option
 
 
-def save_model(path: str | Path, model: MoBaNet, card: ModelCard, full: bool = False) -> None:
+def save_model(path: str | Path, model: MoBaNet, card: ModelCard, full: bool = False,
+               outputs: OutputSet | None = None) -> None:
     """Write ``model`` with ``card`` (filled in place: config, backbone, adapter_only, engine_version).
 
     Adapter-only unless ``full`` or the backbone cannot be rebuilt from
-    pretrained weights (random like ``tiny``, or fine-tuned).
+    pretrained weights (random like ``tiny``, or fine-tuned). With
+    ``outputs`` the file joins that set (committed with the command's other
+    outputs); without, it is written and committed on its own.
     """
-    path = check_writable(path)
+    if outputs is None:
+        path = check_writable(path)
+        with OutputSet() as own:
+            save_model(path, model, card, full, own)
+        return
     if card.num_classes != model.config.num_classes:
         raise ModelFileError(f"Cannot save {path}: the card names {card.num_classes} classes but the network "
                              f"predicts {model.config.num_classes}; give the card the network's class list.")
@@ -41,9 +49,7 @@ def save_model(path: str | Path, model: MoBaNet, card: ModelCard, full: bool = F
     if model.backbone_weights_sha256 is not None:
         card.backbone_weights_sha256 = model.backbone_weights_sha256
     state = model.trainable_state_dict() if card.adapter_only else model.state_dict()
-    tensors = {name: tensor.detach().to("cpu").contiguous() for name, tensor in state.items()}
-    with atomic_output(path) as tmp:
-        save_file(tensors, str(tmp), metadata={CARD_KEY: card.to_json()})
+    save_safetensors(outputs, path, state, {CARD_KEY: card.to_json()})
 
 
 def _open_error(path: Path, exc: Exception) -> ModelFileError:
@@ -82,7 +88,8 @@ def read_card(path: str | Path) -> ModelCard:
     try:
         return ModelCard.from_json(metadata[CARD_KEY])
     except ModelFileError as exc:
-        raise ModelFileError(f"{path}: {exc} Re-export the model with `mobanet train` or fix its card.") from exc
+        raise ModelFileError(f"Model file {path}: {exc} Re-export the model with `mobanet train` or fix its "
+                             "card.") from exc
 
 
 def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -111,7 +118,12 @@ def model_config(path: str | Path, card: ModelCard) -> MoBaNetConfig:
     """The network configuration a card describes, checked against its class list."""
     if not card.config:
         raise ModelFileError(f"{path}: the model card has no network configuration; re-export the model.")
-    config = MoBaNetConfig.from_dict(card.config)
+    try:
+        config = MoBaNetConfig.from_dict(card.config)
+        resolve_backbone(config.backbone)
+    except (ModelFileError, InputError) as exc:
+        raise ModelFileError(f"Model file {path}: {exc} Re-export the model with `mobanet train` or fix its "
+                             "card.") from exc
     if config.num_classes != card.num_classes:
         raise ModelFileError(f"{path}: the card lists {card.num_classes} classes but the network has "
                              f"{config.num_classes}; the file is inconsistent, re-export the model.")
@@ -137,7 +149,7 @@ def load_model(path: str | Path, weights: str | Path | None = None, pretrained: 
         if weights is not None and recorded and model.backbone_weights_sha256 != recorded:
             raise WeightsError(f"Backbone weights {weights} differ from the ones {path} was trained on "
                                f"(SHA-256 {model.backbone_weights_sha256[:12]}... != {recorded[:12]}...); "
-                               f"pass the original {card.backbone} weights file with `--weights FILE`.")
+                               f"give the original {card.backbone} weights file with {option('--weights')}.")
         expected = model.trainable_state_dict()
     else:
         model = build_model(config, random_init=True)

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from mobanet.errors import ModelFileError
+from mobanet.wording import option
 
 DEFAULT_MODEL_NAME = "mobanet-demo-tiny.safetensors"
 
@@ -27,7 +28,7 @@ def default_model_path() -> Path:
     path = resource_dir() / "models" / DEFAULT_MODEL_NAME
     if not path.is_file():
         raise ModelFileError(
-            f"The embedded default model {path} is missing; pass --model FILE, "
+            f"The embedded default model {path} is missing; give a model file with {option('--model')}, "
             "or rebuild it with `make default-model`.")
     return path
 

@@ -32,8 +32,9 @@ from pathlib import Path
 import numpy as np
 from osgeo import gdal, osr
 
-from mobanet.classes import IGNORE_INDEX, ISPRS_CLASSES, set_class_palette
-from mobanet.fileutil import atomic_output
+from mobanet.classes import IGNORE_INDEX, ISPRS_CLASSES
+from mobanet.fileutil import OutputSet
+from mobanet.geotiff import write_geotiff
 from mobanet.progress import Progress
 
 gdal.UseExceptions()
@@ -436,43 +437,27 @@ def generate_scene(size: int = 512, seed: int = 0, gsd: float = 0.1) -> Syntheti
 CREATION_OPTIONS = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "COMPRESS=DEFLATE", "ZLEVEL=9"]
 
 
-def _write_tif(path: Path, bands: np.ndarray, geotransform: tuple[float, ...], wkt: str, options: list[str],
-               nodata: float | None = None) -> None:
-    gdal_type = {np.dtype("uint8"): gdal.GDT_Byte, np.dtype("float32"): gdal.GDT_Float32}[bands.dtype]
-    with atomic_output(path) as tmp:
-        driver = gdal.GetDriverByName("GTiff")
-        dataset = driver.Create(str(tmp), bands.shape[2], bands.shape[1], bands.shape[0], gdal_type,
-                                CREATION_OPTIONS + options)
-        dataset.SetGeoTransform(geotransform)
-        dataset.SetProjection(wkt)
-        for index, band_values in enumerate(bands, start=1):
-            band = dataset.GetRasterBand(index)
-            if nodata is not None:
-                band.SetNoDataValue(nodata)
-            band.WriteArray(band_values)
-        if bands.shape[0] == 3:
-            for index, colour in enumerate((gdal.GCI_RedBand, gdal.GCI_GreenBand, gdal.GCI_BlueBand), start=1):
-                dataset.GetRasterBand(index).SetColorInterpretation(colour)
-        else:
-            band = dataset.GetRasterBand(1)
-            if bands.dtype == np.uint8:  # the label raster: ISPRS colours and names
-                set_class_palette(band, [c.name for c in ISPRS_CLASSES], [c.color for c in ISPRS_CLASSES])
-        dataset.FlushCache()
-        dataset = None
+def write_scene(scene: SyntheticScene, folder: str | Path, name: str, origin: tuple[float, float] = DEFAULT_ORIGIN,
+                epsg: int = DEFAULT_EPSG, outputs: OutputSet | None = None) -> dict[str, Path]:
+    """Write ``NAME_optical.tif``, ``NAME_dsm.tif`` and ``NAME_labels.tif``; ``origin`` is the upper-left corner.
 
-
-def write_scene(scene: SyntheticScene, folder: str | Path, name: str,
-                origin: tuple[float, float] = DEFAULT_ORIGIN, epsg: int = DEFAULT_EPSG) -> dict[str, Path]:
-    """Write ``NAME_optical.tif``, ``NAME_dsm.tif`` and ``NAME_labels.tif``; ``origin`` is the upper-left corner."""
+    The files join ``outputs`` (committed with it), or are committed together on their own.
+    """
+    if outputs is None:
+        with OutputSet() as own:
+            return write_scene(scene, folder, name, origin, epsg, own)
     folder = Path(folder)
     srs = osr.SpatialReference()
     srs.ImportFromEPSG(epsg)
     wkt = srs.ExportToWkt()
     geotransform = (float(origin[0]), scene.gsd, 0.0, float(origin[1]), 0.0, -scene.gsd)
     paths = {kind: folder / f"{name}_{kind}.tif" for kind in ("optical", "dsm", "labels")}
-    _write_tif(paths["optical"], scene.optical, geotransform, wkt, ["PHOTOMETRIC=RGB", "PREDICTOR=2"])
-    _write_tif(paths["dsm"], scene.dsm[None], geotransform, wkt, ["PREDICTOR=3"], nodata=DSM_NODATA)
-    _write_tif(paths["labels"], scene.labels[None], geotransform, wkt, [], nodata=IGNORE_INDEX)
+    write_geotiff(outputs, paths["optical"], scene.optical, geotransform, wkt,
+                  CREATION_OPTIONS + ["PHOTOMETRIC=RGB", "PREDICTOR=2"])
+    write_geotiff(outputs, paths["dsm"], scene.dsm[None], geotransform, wkt, CREATION_OPTIONS + ["PREDICTOR=3"],
+                  nodata=DSM_NODATA)
+    write_geotiff(outputs, paths["labels"], scene.labels[None], geotransform, wkt, CREATION_OPTIONS,
+                  nodata=IGNORE_INDEX, classes=([c.name for c in ISPRS_CLASSES], [c.color for c in ISPRS_CLASSES]))
     return paths
 
 
@@ -487,30 +472,30 @@ def write_scenes(output_dir: str | Path, scenes: int, size: int, seed: int, gsd:
 
     Scenes lie side by side, 50 m apart, so their footprints never overlap.
     Returns one dict per scene: name, seed, paths ``optical``/``dsm``/``labels``,
-    origin and class shares. ``progress`` is an optional `Progress`.
+    origin and class shares. ``progress`` is an optional `Progress`. All files
+    (and the folder, when new) appear together once all are written.
     """
     output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
     entries = []
     task = progress.task(scenes, "Generating scenes", unit="scene") if progress is not None else None
-    try:
-        for index in range(scenes):
-            scene = generate_scene(size, seed + index, gsd)
-            origin = (DEFAULT_ORIGIN[0] + index * (size * gsd + SCENE_SPACING_M), DEFAULT_ORIGIN[1])
-            name = scene_name(prefix, index, scenes)
-            paths = write_scene(scene, output_dir, name, origin=origin, epsg=epsg)
-            entries.append({"name": name, "seed": seed + index, **paths, "origin": list(origin),
-                            "class_shares": scene.class_shares()})
+    with OutputSet() as outputs:
+        try:
+            for index in range(scenes):
+                scene = generate_scene(size, seed + index, gsd)
+                origin = (DEFAULT_ORIGIN[0] + index * (size * gsd + SCENE_SPACING_M), DEFAULT_ORIGIN[1])
+                name = scene_name(prefix, index, scenes)
+                paths = write_scene(scene, output_dir, name, origin=origin, epsg=epsg, outputs=outputs)
+                entries.append({"name": name, "seed": seed + index, **paths, "origin": list(origin),
+                                "class_shares": scene.class_shares()})
+                if task is not None:
+                    task.update()
+        finally:
             if task is not None:
-                task.update()
-    finally:
-        if task is not None:
-            task.close()
-    manifest = {
-        "generator": "mobanet synth", "size": size, "gsd": gsd, "epsg": epsg, "seed": seed,
-        "classes": [{"index": i, "name": c.name, "color": list(c.color)} for i, c in enumerate(ISPRS_CLASSES)],
-        "scenes": [{k: (v.name if isinstance(v, Path) else v) for k, v in e.items()} for e in entries],
-    }
-    with atomic_output(output_dir / "manifest.json") as tmp:
-        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+                task.close()
+        manifest = {
+            "generator": "mobanet synth", "size": size, "gsd": gsd, "epsg": epsg, "seed": seed,
+            "classes": [{"index": i, "name": c.name, "color": list(c.color)} for i, c in enumerate(ISPRS_CLASSES)],
+            "scenes": [{k: (v.name if isinstance(v, Path) else v) for k, v in e.items()} for e in entries],
+        }
+        outputs.write_text(output_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     return entries

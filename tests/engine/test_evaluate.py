@@ -161,7 +161,7 @@ def test_cli_writes_json_and_reports(rasters, tmp_path, capsys):
     assert (tmp_path / "m.html").read_text().startswith("<!DOCTYPE html>")
     bad = parser.parse_args(["evaluate", "--prediction", str(prediction_path), "--reference", str(reference_path),
                              "--report", str(tmp_path / "m.txt")])
-    with pytest.raises(InputError, match=r"\.md or \.html"):
+    with pytest.raises(InputError, match=r"--report .*m\.txt has an extension .* ending in \.md, .*\.html"):
         bad.run(bad, Progress("quiet"))
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from mobanet.errors import InputError
 from mobanet.evaluate import evaluate, format_report
 from mobanet.progress import Progress
+from mobanet.wording import option
 
 
 def register(subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -39,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction, parents: list[argparse.Argu
 def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     class_names = [name.strip() for name in args.classes.split(",")] if args.classes else None
     if class_names is not None and not all(class_names):
-        raise InputError(f"--classes {args.classes!r} has an empty name; give names separated by commas.")
+        raise InputError(f"{option('--classes')} {args.classes!r} has an empty name; give names separated by "
+                         "commas.")
     metrics = evaluate(args.prediction, args.reference, eroded=args.eroded, radius=args.erosion_radius,
                        json_path=args.json, report_path=args.report, progress=progress, class_names=class_names)
     if progress.mode == "tqdm":  # under --json-progress the result event carries the metrics

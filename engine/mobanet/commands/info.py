@@ -19,6 +19,7 @@ from mobanet.model import MoBaNetConfig, build_model, resolve_backbone
 from mobanet.model.mobanet import CHOICES
 from mobanet.modelfile import model_config, read_card
 from mobanet.progress import Progress
+from mobanet.wording import option
 
 
 def register(subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -32,8 +33,8 @@ def register(subparsers: argparse._SubParsersAction, parents: list[argparse.Argu
     parser.add_argument("--json", action="store_true", help="print the answer as JSON")
     variant = parser.add_argument_group("model variant for --backbone")
     variant.add_argument("--num-classes", type=int, default=6)
-    for option, choices in CHOICES.items():
-        variant.add_argument(f"--{option}", choices=choices, default=getattr(MoBaNetConfig, option))
+    for name, choices in CHOICES.items():
+        variant.add_argument(f"--{name}", choices=choices, default=getattr(MoBaNetConfig, name))
     variant.add_argument("--feature-pyramid", action="store_true")
     variant.add_argument("--finetune-backbone", action="store_true")
     parser.set_defaults(run=run)
@@ -94,7 +95,8 @@ def format_table(info: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     if (args.model is None) == (args.backbone is None):
-        raise InputError("Give either a model file (`mobanet info MODEL`) or `--backbone NAME`, not both or neither.")
+        raise InputError(f"Give either a model file (`mobanet info MODEL`) or {option('--backbone')} NAME, not both "
+                         "or neither.")
     info = _backbone_info(args) if args.backbone else _model_info(Path(args.model))
     if progress.mode != "json":  # under --json-progress the result event carries the answer
         print(json.dumps(info, indent=2) if args.json else format_table(info))

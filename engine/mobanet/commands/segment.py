@@ -13,6 +13,7 @@ import argparse
 from mobanet.commands import HelpFormatter, band_list
 from mobanet.errors import InputError
 from mobanet.progress import Progress
+from mobanet.wording import option
 
 
 def _extent(text: str) -> tuple[float, float, float, float]:
@@ -58,7 +59,8 @@ def run(args: argparse.Namespace, progress: Progress) -> dict:
     from mobanet.raster.segment import segment  # torch loads only when a command needs it
 
     if args.min_area and not args.polygons:
-        raise InputError("--min-area applies to polygons; add --polygons P.gpkg or drop --min-area.")
+        raise InputError(f"{option('--min-area')} applies to polygons; also give {option('--polygons')} or drop "
+                         f"{option('--min-area')}.")
     return segment(args.optical, args.dsm, args.output, model=args.model, weights=args.weights, bands=args.bands,
                    window=args.window, overlap=args.overlap, batch_size=args.batch_size, device=args.device,
                    extent=args.extent, mask=args.mask, confidence=args.confidence, polygons=args.polygons,

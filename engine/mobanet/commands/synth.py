@@ -9,11 +9,14 @@ class names), plus ``manifest.json``. Scene k uses seed SEED + k.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from mobanet.errors import InputError
+from mobanet.pathcheck import FOLDER, PathArgument, check_paths
 from mobanet.progress import Progress
 from mobanet.synth import write_scenes
+from mobanet.wording import option
 
 
 def register(subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -32,13 +35,15 @@ def register(subparsers: argparse._SubParsersAction, parents: list[argparse.Argu
 
 def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     if args.scenes < 1:
-        raise InputError(f"--scenes must be at least 1, not {args.scenes}.")
+        raise InputError(f"{option('--scenes')} must be at least 1, not {args.scenes}.")
     if args.size < 32:
-        raise InputError(f"--size must be at least 32 pixels, not {args.size}.")
+        raise InputError(f"{option('--size')} must be at least 32 pixels, not {args.size}.")
     if not 0.01 <= args.gsd <= 2.0:
-        raise InputError(f"--gsd {args.gsd} m is outside 0.01-2 m; the scenes model 4-25 m objects.")
-    if not args.prefix or "/" in args.prefix:
-        raise InputError(f"--prefix {args.prefix!r} must be a plain file name part, without '/'.")
+        raise InputError(f"{option('--gsd')} {args.gsd} m is outside 0.01-2 m; the scenes model 4-25 m objects.")
+    if not args.prefix or "/" in args.prefix or args.prefix.startswith("."):
+        raise InputError(f"{option('--prefix')} {args.prefix!r} must be a plain file name part, without '/' or a "
+                         "leading '.'.")
+    check_paths([PathArgument("--output-dir", Path(args.output_dir), FOLDER)])
     scenes = write_scenes(args.output_dir, args.scenes, args.size, args.seed, args.gsd, prefix=args.prefix,
                           progress=progress)
     for scene in scenes:

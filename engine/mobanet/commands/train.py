@@ -21,6 +21,7 @@ from mobanet.commands import HelpFormatter, band_list
 from mobanet.errors import InputError
 from mobanet.model.mobanet import CHOICES
 from mobanet.progress import Progress
+from mobanet.wording import option
 
 
 def register(subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -50,8 +51,8 @@ def register(subparsers: argparse._SubParsersAction, parents: list[argparse.Argu
     net.add_argument("--weights", metavar="FILE", help="backbone weights (Meta .pth or timm .safetensors)")
     net.add_argument("--pretrained", action="store_true", help="download the backbone weights through timm")
     net.add_argument("--init", metavar="MODEL", help="start from this model file (fine-tune an existing model)")
-    for option, choices in CHOICES.items():
-        net.add_argument(f"--{option}", choices=choices, default=choices[0])
+    for name, choices in CHOICES.items():
+        net.add_argument(f"--{name}", choices=choices, default=choices[0])
     net.add_argument("--full-finetune", action="store_true", help="train the backbone too (nothing frozen)")
     net.add_argument("--feature-pyramid", action="store_true", help="simple feature pyramid before the head")
     net.add_argument("--mcrm", choices=("local", "full", "none"), default="local",
@@ -94,8 +95,9 @@ def _scenes(optical: list[str], dsm: list[str], labels: list[str], class_field: 
     from mobanet.train import SceneFiles
 
     if not (len(optical) == len(dsm) == len(labels)):
-        raise InputError(f"Got {len(optical)} --{prefix}optical, {len(dsm)} --{prefix}dsm and {len(labels)} "
-                         f"--{prefix}labels; give all three once per scene, in the same order.")
+        flags = [f"--{prefix}{kind}" for kind in ("optical", "dsm", "labels")]
+        raise InputError(f"Got {len(optical)} {option(flags[0])}, {len(dsm)} {option(flags[1])} and {len(labels)} "
+                         f"{option(flags[2])}; give all three once per scene, in the same order.")
     return [SceneFiles(Path(o), Path(d), Path(lab), class_field) for o, d, lab in zip(optical, dsm, labels,
                                                                                      strict=True)]
 

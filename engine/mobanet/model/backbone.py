@@ -23,6 +23,7 @@ import torch
 from timm.models.vision_transformer import VisionTransformer
 
 from mobanet.errors import InputError, WeightsError
+from mobanet.wording import option
 
 ALIASES = {
     "dinov2_vits14": "vit_small_patch14_dinov2.lvd142m",
@@ -86,7 +87,7 @@ def file_sha256(path: str | Path) -> str:
 def missing_weights_message(spec: BackboneSpec) -> str:
     url = spec.weights_url
     where = f"download {url} " if url else f"get the timm weights of {spec.timm_name} (model.safetensors) "
-    return (f"Backbone {spec.name!r} needs pretrained weights: {where}and pass the file with `--weights FILE` "
+    return (f"Backbone {spec.name!r} needs pretrained weights: {where}and give the file with {option('--weights')} "
             "(or allow an online download from the Hugging Face hub).")
 
 

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from mobanet import jsonfields
 from mobanet.errors import InputError, ModelFileError
 from mobanet.model.backbone import backbone_tokens, create_backbone, file_sha256, resolve_backbone, stage_taps
 from mobanet.model.cpia import CPIA
@@ -84,9 +85,18 @@ class MoBaNetConfig:
             raise ModelFileError(f"The model configuration has unknown keys {unknown}; "
                                  "the file was written by a newer or different engine, update mobanet.")
         try:
+            for spec in fields(cls):  # JSON types first: "6" is not a class count, 1 is not true
+                if spec.name in data:
+                    value, name = data[spec.name], f"config.{spec.name}"
+                    if isinstance(spec.default, bool):
+                        jsonfields.flag(value, name)
+                    elif isinstance(spec.default, int):
+                        jsonfields.whole(value, name, minimum=1)
+                    else:
+                        jsonfields.text(value, name, choices=CHOICES.get(spec.name), nonempty=True)
             return cls(**data)
-        except InputError as exc:
-            raise ModelFileError(f"The model configuration is invalid: {exc}") from exc
+        except (InputError, jsonfields.FieldError) as exc:
+            raise ModelFileError(f"The model configuration is invalid: {exc}.") from exc
 
     @property
     def dual(self) -> bool:

@@ -14,6 +14,7 @@ from osgeo import gdal
 
 from mobanet.card import DsmNormalization, OpticalNormalization
 from mobanet.errors import InputError
+from mobanet.wording import option
 
 STATS_MAX_SIDE = 1024  # longest side of the decimated read used for raster statistics
 
@@ -60,7 +61,7 @@ class OpticalNormalizer:
                 values = values[np.isfinite(values)]
                 if values.size == 0:
                     raise InputError(f"Optical raster {path} band {b} holds only nodata; "
-                                     "choose another band (--bands) or another file.")
+                                     f"choose another band with {option('--bands')} or another file.")
                 low[i], high[i] = np.percentile(values, [settings.low, settings.high])
                 if high[i] <= low[i]:
                     high[i] = low[i] + 1.0

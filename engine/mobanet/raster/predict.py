@@ -5,6 +5,12 @@ One loop serves `segment` (a file of any size, streamed to disk) and
 A reader thread reads the next strip of windows while the model computes on
 the current batch; on CUDA the model runs under bf16/fp16 autocast and an
 out-of-memory error halves the batch instead of failing.
+
+The work of one model call is bounded, so a run stops within seconds of
+SIGINT/SIGTERM (handled between calls and between the model's layers): a
+window is never larger than the scene needs or than MAX_WINDOW_PATCHES
+patches a side (attention cost grows with the square of its tokens), and a
+call takes at most CALL_PIXELS pixels of windows.
 """
 
 from __future__ import annotations
@@ -26,8 +32,11 @@ from mobanet.progress import Progress
 from mobanet.raster.blend import Block, StripBlender
 from mobanet.raster.scene import Scene
 from mobanet.raster.windows import WindowGrid, window_grid
+from mobanet.wording import option
 
 PREFETCH_BATCHES = 2
+MAX_WINDOW_PATCHES = 96  # 1344 px at patch 14: 9,216 tokens a window
+CALL_PIXELS = {"cpu": 4 * 518 * 518, "cuda": 64 * 518 * 518}  # pixels of all windows in one model call
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -40,21 +49,35 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise InputError(f"Device {name!r} was asked for but no CUDA GPU is usable here; "
-                             "use --device cpu (or auto).")
+                             f"set {option('--device')} to cpu (or auto).")
         device = torch.device(name)
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise InputError(f"Device {name!r} does not exist: {torch.cuda.device_count()} GPU(s) visible; "
-                             f"use cuda:0 .. cuda:{torch.cuda.device_count() - 1}.")
+                             f"set {option('--device')} to one of cuda:0 .. cuda:{torch.cuda.device_count() - 1}.")
         return device
-    raise InputError(f"Unknown device {name!r}; use auto, cpu, cuda or cuda:N.")
+    raise InputError(f"Unknown device {name!r}; set {option('--device')} to auto, cpu, cuda or cuda:N.")
 
 
-def resolve_window(window: int | None, card: ModelCard, patch_size: int) -> int:
-    """The window side: the card's default, checked against the patch size and rounded up to a multiple of it."""
+def max_window(patch_size: int) -> int:
+    """The largest window side a model call takes (MAX_WINDOW_PATCHES patches)."""
+    return MAX_WINDOW_PATCHES * patch_size
+
+
+def resolve_window(window: int | None, card: ModelCard, patch_size: int,
+                   scene_size: tuple[int, int] | None = None) -> int:
+    """The window side: the card's default or ``window``, a multiple of the patch size, bounded.
+
+    At most `max_window` and, given the scene's (width, height), no larger
+    than the scene's longer side needs: a bigger window only adds padding.
+    """
     size = card.window if window is None else int(window)
     if size < patch_size:
-        raise InputError(f"Window {size} px is smaller than the model's patch size ({patch_size} px); use "
-                         f"--window {card.window} (the model's default) or another multiple of {patch_size}.")
+        raise InputError(f"Window {size} px is smaller than the model's patch size ({patch_size} px); set "
+                         f"{option('--window')} to {card.window} (the model's default) or another multiple of "
+                         f"{patch_size}.")
+    size = min(size, max_window(patch_size))
+    if scene_size is not None:
+        size = min(size, max(scene_size))
     return math.ceil(size / patch_size) * patch_size
 
 
@@ -72,6 +95,8 @@ class WindowPredictor:
 
     def __call__(self, optical: np.ndarray, dsm: np.ndarray) -> np.ndarray:
         outputs, start = [], 0
+        budget = CALL_PIXELS.get(self.device.type, CALL_PIXELS["cpu"])
+        self.chunk = min(self.chunk, max(1, budget // (optical.shape[-2] * optical.shape[-1])))
         while start < len(optical):
             stop = start + self.chunk
             try:
@@ -79,8 +104,8 @@ class WindowPredictor:
             except torch.cuda.OutOfMemoryError as exc:
                 torch.cuda.empty_cache()
                 if self.chunk == 1:
-                    raise InputError("The GPU ran out of memory even for one window; use a smaller --window or "
-                                     "--device cpu.") from exc
+                    raise InputError(f"The GPU ran out of memory even for one window; use a smaller "
+                                     f"{option('--window')} or set {option('--device')} to cpu.") from exc
                 self.chunk //= 2
                 if self.progress is not None:
                     self.progress.warning(f"GPU out of memory: batch size lowered to {self.chunk}.")
@@ -194,6 +219,16 @@ def _prefetched(batches: Iterator[_Batch], stop: threading.Event) -> Iterator[_B
             reader.join(timeout=0.05)
 
 
+def _upright(array: np.ndarray, flips: tuple[bool, bool]) -> np.ndarray:
+    """Windows [..., h, w] turned to north-up, east-right (the model's view); the same call turns them back."""
+    rows, columns = flips
+    if rows:
+        array = array[..., ::-1, :]
+    if columns:
+        array = array[..., ::-1]
+    return np.ascontiguousarray(array) if rows or columns else array
+
+
 def predict_blocks(predictor: WindowPredictor, num_classes: int, scene: Scene, window: int, overlap: float,
                    batch_size: int, with_confidence: bool = True, progress: Progress | None = None,
                    stats: RunStats | None = None) -> Iterator[Block]:
@@ -210,7 +245,8 @@ def predict_blocks(predictor: WindowPredictor, num_classes: int, scene: Scene, w
         for batch in _prefetched(_read_batches(scene, grid, batch_size, stop), stop):
             if batch.positions:
                 tic = time.perf_counter()
-                logits = predictor(batch.optical, batch.dsm)
+                flips = scene.upright_flips  # a south-up raster is read as stored; the model sees it upright
+                logits = _upright(predictor(_upright(batch.optical, flips), _upright(batch.dsm, flips)), flips)
                 stats.model_seconds += time.perf_counter() - tic
                 if logits.shape[1] != num_classes:
                     raise ModelFileError(f"The model predicts {logits.shape[1]} classes but its card lists "
@@ -234,7 +270,7 @@ def predict_array(model: nn.Module, card: ModelCard, scene: Scene, window: int |
                   progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Classes uint8 [H, W] (255 where invalid) and top-class probability float32 [H, W] of a small scene."""
     predictor = WindowPredictor(model, resolve_device(device), batch_size, progress)
-    size = resolve_window(window, card, predictor_patch_size(model))
+    size = resolve_window(window, card, predictor_patch_size(model), (scene.width, scene.height))
     classes = np.full((scene.height, scene.width), 255, np.uint8)
     confidence = np.zeros((scene.height, scene.width), np.float32)
     for block in predict_blocks(predictor, card.num_classes, scene, size, overlap, batch_size, True, progress):

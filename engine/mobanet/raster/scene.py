@@ -1,12 +1,15 @@
 """A scene: an optical raster and a DSM read together, aligned and normalised, window by window.
 
-The optical raster defines the grid. The DSM is brought onto it on the fly:
-read directly when it shares the CRS and pixel size (at any whole-pixel
-offset), otherwise through a GDAL warped VRT, whatever its CRS, pixel size or
-extent. A pixel is valid where both inputs have data (and, if given, inside
-the polygon mask); `Scene.read` returns normalised network input and that
-validity for any window, padding by reflection where the window leaves the
-scene so the model never sees black borders.
+The optical raster defines the grid. The DSM is brought onto it on the fly
+by `aligned_source`: read directly when it shares the CRS and pixel size (at
+any whole-pixel offset), otherwise through a GDAL warped VRT, whatever its
+CRS, pixel size, extent or orientation: a raster stored south-up (positive y
+pixel size) or east-left is read with its rows or columns reversed, so every
+pixel meets the one at the same place on the ground. A pixel is valid where
+both inputs have data (and, if given, inside the polygon mask); `Scene.read`
+returns normalised network input and that validity for any window, padding by
+reflection where the window leaves the scene so the model never sees black
+borders. A paletted optical raster is expanded to RGB on the fly.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from osgeo import gdal, ogr, osr
 from mobanet.card import ModelCard
 from mobanet.errors import InputError
 from mobanet.raster.normalize import DsmNormalizer, OpticalNormalizer, decimated_read
+from mobanet.wording import option
 
 gdal.UseExceptions()
 ogr.UseExceptions()
@@ -75,36 +79,43 @@ def _check_has_data(dataset: gdal.Dataset, bands: list[int], path: str, what: st
 
 @dataclass
 class _Source:
-    """Bands of one dataset on the scene's base grid; base pixel (x, y) is dataset pixel (x + dx, y + dy)."""
+    """Bands of one dataset on a scene's base grid.
+
+    Base pixel (x, y) is dataset pixel (dx + sx * x, dy + sy * y): ``sx``/``sy``
+    are -1 where the dataset runs the other way along that axis.
+    """
 
     dataset: gdal.Dataset
     bands: list[int]
     dx: int = 0
     dy: int = 0
+    sx: int = 1
+    sy: int = 1
 
     def read(self, x: int, y: int, w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
         """float32 [n, h, w] values (NaN where unreadable) and bool [h, w] validity; outside the file is invalid."""
         values = np.full((len(self.bands), h, w), np.nan, np.float32)
         valid = np.zeros((h, w), bool)
-        sx, sy = x + self.dx, y + self.dy
+        sx = self.dx + x if self.sx > 0 else self.dx - (x + w - 1)  # the window's first dataset column and row
+        sy = self.dy + y if self.sy > 0 else self.dy - (y + h - 1)
         left, top = max(sx, 0), max(sy, 0)
         right = min(sx + w, self.dataset.RasterXSize)
         bottom = min(sy + h, self.dataset.RasterYSize)
-        if right <= left or bottom <= top:
-            return values, valid
-        size = (left, top, right - left, bottom - top)
-        inner = (slice(top - sy, bottom - sy), slice(left - sx, right - sx))
-        data = self.dataset.ReadAsArray(*size, band_list=self.bands).reshape(len(self.bands), size[3], size[2])
-        values[(slice(None), *inner)] = data
-        band_valid = np.isfinite(values[(slice(None), *inner)])
-        for i, band_index in enumerate(self.bands):  # GDAL masks cover nodata values, alpha and mask bands
-            band = self.dataset.GetRasterBand(band_index)
-            if not band.GetMaskFlags() & gdal.GMF_ALL_VALID:
-                band_valid[i] &= band.GetMaskBand().ReadAsArray(*size) > 0
-        # A pixel counts as nodata only when every band is (gdalwarp's convention): a dark pixel with one
-        # band at the nodata value is still imagery.
-        valid[inner] = band_valid.any(axis=0)
-        return values, valid
+        if right > left and bottom > top:
+            size = (left, top, right - left, bottom - top)
+            inner = (slice(top - sy, bottom - sy), slice(left - sx, right - sx))
+            data = self.dataset.ReadAsArray(*size, band_list=self.bands).reshape(len(self.bands), size[3], size[2])
+            values[(slice(None), *inner)] = data
+            band_valid = np.isfinite(values[(slice(None), *inner)])
+            for i, band_index in enumerate(self.bands):  # GDAL masks cover nodata values, alpha and mask bands
+                band = self.dataset.GetRasterBand(band_index)
+                if not band.GetMaskFlags() & gdal.GMF_ALL_VALID:
+                    band_valid[i] &= band.GetMaskBand().ReadAsArray(*size) > 0
+            # A pixel counts as nodata only when every band is (gdalwarp's convention): a dark pixel with one
+            # band at the nodata value is still imagery.
+            valid[inner] = band_valid.any(axis=0)
+        flip = (slice(None, None, self.sy), slice(None, None, self.sx))
+        return np.ascontiguousarray(values[(slice(None), *flip)]), np.ascontiguousarray(valid[flip])
 
 
 class Scene:
@@ -113,12 +124,17 @@ class Scene:
     ``width``/``height``/``geotransform``/``projection`` describe the scene's own
     grid: the optical grid, or the part of it the extent selects, or (when
     opened with ``gsd``) that area resampled to the model's pixel size.
+    It runs as the optical raster is stored (south-up too); `read` returns
+    windows in that order. ``dsm_coverage`` is the share of that area the
+    DSM's footprint covers; ``notes`` say what was done to the inputs on the
+    way (for the user).
     """
 
     def __init__(self, optical: _Source, dsm: _Source, optical_norm: OpticalNormalizer, dsm_norm: DsmNormalizer,
                  base_geotransform: tuple[float, ...], projection: str, window: tuple[int, int, int, int],
                  optical_path: Path, dsm_path: Path, mask_layer: ogr.Layer | None = None,
-                 mask_dataset: ogr.DataSource | None = None):
+                 mask_dataset: ogr.DataSource | None = None, dsm_coverage: float = 1.0,
+                 notes: list[str] | None = None):
         self._optical, self._dsm = optical, dsm
         self.optical_normalizer, self.dsm_normalizer = optical_norm, dsm_norm
         self._base_geotransform = tuple(base_geotransform)
@@ -126,12 +142,19 @@ class Scene:
         self.x0, self.y0, self.width, self.height = window
         self.optical_path, self.dsm_path = optical_path, dsm_path
         self._mask_layer, self._mask_dataset = mask_layer, mask_dataset
+        self.dsm_coverage = dsm_coverage
+        self.notes = list(notes or [])
         gt = self._base_geotransform
         self.geotransform = (gt[0] + self.x0 * gt[1], gt[1], 0.0, gt[3] + self.y0 * gt[5], 0.0, gt[5])
 
     @property
     def pixel_size(self) -> tuple[float, float]:
         return abs(self.geotransform[1]), abs(self.geotransform[5])
+
+    @property
+    def upright_flips(self) -> tuple[bool, bool]:
+        """(rows, columns): whether the grid runs south-up / east-left; windows are turned upright for the model."""
+        return self.geotransform[5] > 0, self.geotransform[1] < 0
 
     @property
     def anchor(self) -> tuple[int, int]:
@@ -235,20 +258,63 @@ def _open_mask(mask: str | Path) -> tuple[ogr.DataSource, ogr.Layer]:
     return source, layer
 
 
-def _dsm_source(dsm: gdal.Dataset, dsm_srs: osr.SpatialReference, base: gdal.Dataset,
-                base_srs: osr.SpatialReference) -> _Source:
-    """Read the DSM directly when it is on the base grid up to a whole-pixel shift, else through a warped VRT."""
-    gt, dgt = base.GetGeoTransform(), dsm.GetGeoTransform()
-    same_pixels = all(math.isclose(gt[i], dgt[i], rel_tol=1e-9) for i in (1, 5))
-    if dsm_srs.IsSame(base_srs) and same_pixels:
-        dx, dy = (gt[0] - dgt[0]) / gt[1], (gt[3] - dgt[3]) / gt[5]
-        if abs(dx - round(dx)) < 1e-6 and abs(dy - round(dy)) < 1e-6:
-            return _Source(dsm, [1], round(dx), round(dy))
-    warped = gdal.Warp("", dsm, format="VRT", outputBounds=_bounds(gt, base.RasterXSize, base.RasterYSize),
-                       width=base.RasterXSize, height=base.RasterYSize, dstSRS=base_srs.ExportToWkt(),
-                       resampleAlg="bilinear", outputType=gdal.GDT_Float32, dstNodata=float("nan"),
-                       multithread=False)
-    return _Source(warped, [1])
+def _whole(value: float) -> int | None:
+    return round(value) if abs(value - round(value)) < 1e-6 else None
+
+
+def aligned_source(dataset: gdal.Dataset, bands: list[int], geotransform: tuple[float, ...], width: int,
+                   height: int, srs: osr.SpatialReference, **warp_options: object) -> _Source:
+    """``bands`` of ``dataset`` read on the grid (geotransform, width, height, srs), whatever its orientation.
+
+    Directly when its pixels line up with the grid (same CRS and pixel size,
+    whole-pixel offset, either orientation), else through a warped VRT
+    (``warp_options`` go to `gdal.Warp`), which GDAL always builds north-up
+    and east-right: rows or columns are then reversed for a grid that is not.
+    """
+    gt, dgt = geotransform, dataset.GetGeoTransform()
+    own_srs = dataset.GetSpatialRef()
+    if own_srs is not None:
+        own_srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    sx = 1 if (gt[1] > 0) == (dgt[1] > 0) else -1
+    sy = 1 if (gt[5] > 0) == (dgt[5] > 0) else -1
+    same_pixels = all(math.isclose(abs(gt[i]), abs(dgt[i]), rel_tol=1e-9) for i in (1, 5))
+    if own_srs is not None and own_srs.IsSame(srs) and same_pixels and dgt[2] == dgt[4] == 0:
+        # centre of base pixel x sits at dataset column (gt0 - dgt0) / dgt1 + sx * (x + 0.5) - 0.5
+        dx = _whole((gt[0] - dgt[0]) / dgt[1] + (0 if sx > 0 else -1))
+        dy = _whole((gt[3] - dgt[3]) / dgt[5] + (0 if sy > 0 else -1))
+        if dx is not None and dy is not None:
+            return _Source(dataset, bands, dx, dy, sx, sy)
+    warped = gdal.Warp("", dataset, format="VRT", outputBounds=_bounds(gt, width, height), width=width,
+                       height=height, dstSRS=srs.ExportToWkt(), multithread=False, **warp_options)
+    sx, sy = (1 if gt[1] > 0 else -1), (1 if gt[5] < 0 else -1)
+    return _Source(warped, bands, 0 if sx > 0 else width - 1, 0 if sy > 0 else height - 1, sx, sy)
+
+
+def _dsm_source(dsm: gdal.Dataset, base: gdal.Dataset, base_srs: osr.SpatialReference) -> _Source:
+    """The DSM on the base grid: heights as float32, NaN where it has no data."""
+    return aligned_source(dsm, [1], base.GetGeoTransform(), base.RasterXSize, base.RasterYSize, base_srs,
+                          resampleAlg="bilinear", outputType=gdal.GDT_Float32, dstNodata=float("nan"))
+
+
+def _expanded_palette(dataset: gdal.Dataset) -> gdal.Dataset:
+    """A one-band paletted raster as an RGBA VRT; palette entries that are nodata get alpha 0 (invalid)."""
+    indexed = gdal.Translate("", dataset, format="VRT")
+    band = indexed.GetRasterBand(1)
+    table = band.GetColorTable().Clone()
+    nodata = band.GetNoDataValue()
+    if nodata is not None and 0 <= nodata < table.GetCount() and float(nodata).is_integer():
+        red, green, blue, _ = table.GetColorEntry(int(nodata))
+        table.SetColorEntry(int(nodata), (red, green, blue, 0))
+        band.SetColorTable(table)
+    return gdal.Translate("", indexed, format="VRT", rgbExpand="rgba")
+
+
+def _coverage(inner: tuple[float, float, float, float], outer: tuple[float, float, float, float]) -> float:
+    """Share of the area of ``outer`` that ``inner`` covers (both xmin, ymin, xmax, ymax)."""
+    width = min(inner[2], outer[2]) - max(inner[0], outer[0])
+    height = min(inner[3], outer[3]) - max(inner[1], outer[1])
+    area = (outer[2] - outer[0]) * (outer[3] - outer[1])
+    return max(width, 0.0) * max(height, 0.0) / area if area > 0 else 0.0
 
 
 def open_scene(optical: str | Path, dsm: str | Path, card: ModelCard, bands: list[int] | None = None,
@@ -268,23 +334,27 @@ def open_scene(optical: str | Path, dsm: str | Path, card: ModelCard, bands: lis
     dsm_ds = _open_raster(dsm_path, "DSM")
     optical_srs = _spatial_ref(optical_ds, str(optical_path), "Optical raster")
     dsm_srs = _spatial_ref(dsm_ds, str(dsm_path), "DSM")
+    notes = []
+    if optical_ds.RasterCount == 1 and optical_ds.GetRasterBand(1).GetColorTable() is not None:
+        optical_ds = _expanded_palette(optical_ds)
+        notes.append(f"Optical raster {optical_path} is paletted: its colour table is expanded to R,G,B bands.")
 
     wanted = len(card.optical_bands)
     bands = list(bands) if bands else list(card.optical_bands)
     if len(bands) != wanted:
         raise InputError(f"The model '{card.name}' takes {wanted} optical bands (R,G,B) but {len(bands)} were "
-                         f"chosen for {optical_path}; pass --bands with {wanted} band numbers, e.g. 1,2,3.")
+                         f"chosen for {optical_path}; give {option('--bands')} {wanted} band numbers, e.g. 1,2,3.")
     count = optical_ds.RasterCount
     if count < wanted and bands == list(card.optical_bands):
         raise InputError(f"Optical raster {optical_path} has {count} band(s) but the model needs {wanted} "
-                         f"(R,G,B); give a {wanted}-band image, or pick bands with --bands.")
+                         f"(R,G,B); give a {wanted}-band colour image, or pick its bands with {option('--bands')}.")
     for band_index in bands:
         if not 1 <= band_index <= count:
             raise InputError(f"Optical raster {optical_path} has {count} band(s): band {band_index} does not "
-                             f"exist; pass --bands with numbers from 1 to {count}.")
+                             f"exist; give {option('--bands')} numbers from 1 to {count}.")
     if dsm_ds.RasterCount != 1:
         raise InputError(f"DSM {dsm_path} has {dsm_ds.RasterCount} bands; a DSM has one band of heights in "
-                         "metres. Did you swap --optical and --dsm?")
+                         f"metres. Did you swap {option('--optical')} and {option('--dsm')}?")
 
     width, height = optical_ds.RasterXSize, optical_ds.RasterYSize
     geotransform = optical_ds.GetGeoTransform()
@@ -312,15 +382,18 @@ def open_scene(optical: str | Path, dsm: str | Path, card: ModelCard, bands: lis
     dsm_norm = DsmNormalizer.fit(dsm_ds, card.dsm_normalization, str(dsm_path))
 
     base = optical_ds
+    if gsd is not None and not (math.isfinite(gsd) and gsd > 0):
+        raise InputError(f"The pixel size to predict at must be a positive number of metres, not {gsd}.")
     if gsd is not None and not math.isclose(gsd, abs(geotransform[1]), rel_tol=0.01):
         base = gdal.Warp("", optical_ds, format="VRT", outputBounds=optical_bounds, xRes=gsd, yRes=gsd,
                          resampleAlg="average" if gsd > abs(geotransform[1]) else "bilinear", multithread=False)
         window = (0, 0, base.RasterXSize, base.RasterYSize)
     optical_source = _Source(base, bands)
-    dsm_source = _dsm_source(dsm_ds, dsm_srs, base, optical_srs)
+    dsm_source = _dsm_source(dsm_ds, base, optical_srs)
     mask_dataset = mask_layer = None
     if mask is not None:
         mask_dataset, mask_layer = _open_mask(mask)
     return Scene(optical_source, dsm_source, optical_norm, dsm_norm, base.GetGeoTransform(),
-                 optical_srs.ExportToWkt(), window, optical_path, dsm_path, mask_layer, mask_dataset)
+                 optical_srs.ExportToWkt(), window, optical_path, dsm_path, mask_layer, mask_dataset,
+                 _coverage(dsm_bounds, optical_bounds), notes)
 

@@ -1,9 +1,10 @@
 """The `segment` job: an optical raster and a DSM in, a classified GeoTIFF (and friends) out.
 
-Checks every input before the model loads, streams the prediction to disk
-block by block, and writes each output under a temporary name that is renamed
-only when all of them are complete: an error or an interrupt leaves nothing
-under the final names.
+Checks every input and every output path before the model loads, streams
+the prediction to disk block by block, and writes all outputs through one
+`OutputSet`: they are verified and renamed together only when all of them
+are complete, so an error or an interrupt leaves nothing under the final
+names.
 """
 
 from __future__ import annotations
@@ -15,29 +16,45 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
-from osgeo import gdal
+from osgeo import gdal, osr
 
 from mobanet.card import ModelCard
 from mobanet.classes import IGNORE_INDEX
 from mobanet.errors import InputError
-from mobanet.fileutil import atomic_output, check_writable
+from mobanet.fileutil import GDAL_SIDECARS, Output, OutputSet
 from mobanet.modelfile import load_model, read_card
+from mobanet.pathcheck import OUTPUT, PathArgument, check_paths
 from mobanet.progress import Progress
 from mobanet.raster.blend import Block
 from mobanet.raster.predict import RunStats, WindowPredictor, predict_blocks, resolve_device, resolve_window
-from mobanet.raster.scene import Scene, open_scene
-from mobanet.raster.writers import BlockRaster, class_raster, confidence_raster, write_polygons, write_qml
+from mobanet.raster.scene import Scene, aligned_source, open_scene
+from mobanet.raster.writers import (
+    BlockRaster,
+    class_raster,
+    confidence_raster,
+    qml_style,
+    verify_polygons,
+    write_polygons,
+)
 from mobanet.resources import default_model_path
+from mobanet.wording import option
 
 COPY_ROWS = 512  # rows per block when resampling model-grid results back onto the optical grid
+RASTER_SUFFIXES = (".tif", ".tiff")
+POLYGON_SUFFIXES = (".gpkg",)
+LOW_DSM_COVERAGE = 0.9  # warn when the DSM covers less of the scene than this
 
 
-def _check_outputs(outputs: list[Path], inputs: tuple[Path | None, ...]) -> None:
-    named = [p.resolve() for p in outputs]
-    if len(set(named)) != len(named):
-        raise InputError(f"Two outputs share a file name ({', '.join(map(str, outputs))}); give each its own.")
-    for path in outputs:
-        check_writable(path, tuple(str(p) for p in inputs if p is not None))
+def segment_paths(optical: Path, dsm: Path, output: Path, model: Path, weights: Path | None, mask: Path | None,
+                  confidence: Path | None, polygons: Path | None) -> list[PathArgument]:
+    """Every path `segment` reads or writes, the style it derives from ``output`` included."""
+    raster = dict(suffixes=RASTER_SUFFIXES, format="GeoTIFF")
+    return [PathArgument("--optical", optical), PathArgument("--dsm", dsm), PathArgument("--model", model),
+            PathArgument("--weights", weights), PathArgument("--mask", mask),
+            PathArgument("--output", output, OUTPUT, **raster),
+            PathArgument("--output", output.with_suffix(".qml"), OUTPUT, derived="QGIS style"),
+            PathArgument("--confidence", confidence, OUTPUT, **raster),
+            PathArgument("--polygons", polygons, OUTPUT, suffixes=POLYGON_SUFFIXES, format="GeoPackage")]
 
 
 class _ClassCounter:
@@ -71,25 +88,41 @@ def _write_blocks(blocks: Iterable[Block], classes: BlockRaster, confidence: Blo
 
 
 def _resampled_blocks(class_path: Path, confidence_path: Path | None, geotransform: tuple[float, ...],
-                      width: int, height: int) -> Iterable[Block]:
-    """Model-grid results warped back onto the optical grid (nearest classes, bilinear confidence), by blocks."""
-    bounds = (geotransform[0], geotransform[3] + height * geotransform[5],
-              geotransform[0] + width * geotransform[1], geotransform[3])
-
-    def warped(path: Path, resampling: str) -> gdal.Dataset:
-        return gdal.Warp("", str(path), format="VRT", outputBounds=bounds, width=width, height=height,
-                         resampleAlg=resampling)
-
-    classes = warped(class_path, "near")
-    confidence = warped(confidence_path, "bilinear") if confidence_path is not None else None
+                      width: int, height: int, projection: str) -> Iterable[Block]:
+    """Model-grid results brought back onto the optical grid (nearest classes, bilinear confidence), by blocks."""
+    srs = osr.SpatialReference(wkt=projection)
+    srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    classes = aligned_source(gdal.Open(str(class_path)), [1], geotransform, width, height, srs, resampleAlg="near")
+    confidence = None
+    if confidence_path is not None:
+        confidence = aligned_source(gdal.Open(str(confidence_path)), [1], geotransform, width, height, srs,
+                                    resampleAlg="bilinear")
     for y in range(0, height, COPY_ROWS):
         rows = min(COPY_ROWS, height - y)
-        block_classes = classes.ReadAsArray(0, y, width, rows).astype(np.uint8)
+        values, valid = classes.read(0, y, width, rows)
+        block_classes = np.where(valid, values[0], IGNORE_INDEX).astype(np.uint8)
         block_confidence = None
         if confidence is not None:
-            block_confidence = confidence.ReadAsArray(0, y, width, rows).astype(np.float32)
+            block_confidence = np.nan_to_num(confidence.read(0, y, width, rows)[0][0]).astype(np.float32)
             block_confidence[block_classes == IGNORE_INDEX] = 0.0
         yield Block(y, block_classes, block_confidence)
+
+
+def _check_options(overlap: float, batch_size: int, min_area: float) -> None:
+    if not 0.0 <= overlap < 1.0:
+        raise InputError(f"{option('--overlap')} {overlap} is out of range; use a fraction in [0, 1), e.g. 0.5.")
+    if batch_size < 1:
+        raise InputError(f"{option('--batch-size')} {batch_size} must be at least 1.")
+    if min_area < 0:
+        raise InputError(f"{option('--min-area')} {min_area} must not be negative.")
+
+
+def _coverage_warning(scene: Scene) -> str | None:
+    if scene.dsm_coverage >= LOW_DSM_COVERAGE:
+        return None
+    return (f"The DSM {scene.dsm_path} covers only {100 * scene.dsm_coverage:.1f} % of the optical raster "
+            f"{scene.optical_path}{' (inside the extent)' if scene.x0 or scene.y0 else ''}; the rest gets no class "
+            "(nodata). Give a DSM of the whole area.")
 
 
 def segment(optical: str | Path, dsm: str | Path, output: str | Path, model: str | Path | None = None,
@@ -103,6 +136,7 @@ def segment(optical: str | Path, dsm: str | Path, output: str | Path, model: str
     Outputs: ``output`` (uint8 GeoTIFF on the optical grid, or on the part the
     extent selects), ``output`` with suffix .qml (QGIS style), and optionally
     ``confidence`` (float32 top-class probability) and ``polygons`` (GPKG).
+    The summary's ``warnings`` repeat what was reported while running.
     """
     progress = progress if progress is not None else Progress("quiet")
     started = time.perf_counter()
@@ -111,29 +145,33 @@ def segment(optical: str | Path, dsm: str | Path, output: str | Path, model: str
     style = output.with_suffix(".qml")
     confidence = Path(confidence) if confidence else None
     polygons = Path(polygons) if polygons else None
-    outputs = [p for p in (output, style, confidence, polygons) if p is not None]
-    _check_outputs(outputs, (optical, dsm, model_path, Path(mask) if mask else None,
-                             Path(weights) if weights else None))
-    if not 0.0 <= overlap < 1.0:
-        raise InputError(f"Overlap {overlap} is out of range; use a fraction in [0, 1), e.g. 0.5.")
-    if batch_size < 1:
-        raise InputError(f"Batch size {batch_size} must be at least 1.")
-    if min_area < 0:
-        raise InputError(f"Minimum polygon area {min_area} must not be negative.")
+    check_paths(segment_paths(optical, dsm, output, model_path, Path(weights) if weights else None,
+                              Path(mask) if mask else None, confidence, polygons))
+    _check_options(overlap, batch_size, min_area)
+    warnings: list[str] = []
+
+    def warn(message: str) -> None:
+        warnings.append(message)
+        progress.warning(message)
 
     card = read_card(model_path)
     if bands and len(bands) != len(card.optical_bands):
         raise InputError(f"The model {model_path} takes {len(card.optical_bands)} optical bands (R,G,B) but "
-                         f"--bands gives {len(bands)} for {optical}; pass exactly {len(card.optical_bands)} "
-                         "band numbers, e.g. --bands 1,2,3.")
+                         f"{option('--bands')} gives {len(bands)} for {optical}; give exactly "
+                         f"{len(card.optical_bands)} band numbers, e.g. 1,2,3.")
     gsd = None
     if resample_to_model_gsd:
         if card.gsd is None:
-            progress.warning(f"The model {model_path} records no ground sampling distance; not resampling.")
+            warn(f"The model {model_path} records no ground sampling distance; not resampling.")
         else:
             gsd = card.gsd
     scene = open_scene(optical, dsm, card, bands=bands, extent=extent, mask=mask)
     output_grid = (scene.geotransform, scene.width, scene.height)
+    for note in scene.notes:
+        progress.info(note)
+    coverage = scene.dsm_coverage
+    if (message := _coverage_warning(scene)) is not None:
+        warn(message)
     if gsd is not None and not math.isclose(gsd, scene.pixel_size[0], rel_tol=0.01):
         scene.close()
         scene = open_scene(optical, dsm, card, bands=bands, extent=extent, mask=mask, gsd=gsd)
@@ -144,27 +182,33 @@ def segment(optical: str | Path, dsm: str | Path, output: str | Path, model: str
     torch_device = resolve_device(device)
     progress.info(f"Loading model {model_path} on {torch_device}.")
     network, card = load_model(model_path, weights=weights, device=torch_device)
-    size = resolve_window(window, card, int(getattr(network, "patch_size", 1)))
+    patch = int(getattr(network, "patch_size", 1))
+    size = resolve_window(window, card, patch, (scene.width, scene.height))
     if window is not None and size != window:
-        progress.info(f"Window {window} px rounded up to {size} px, a multiple of the model's patch size.")
+        progress.info(f"Window {window} px became {size} px: a multiple of the model's {patch} px patch, no larger "
+                      "than the scene needs, and within the largest window one model call takes.")
     predictor = WindowPredictor(network, torch_device, batch_size, progress)
     stats = RunStats()
     counter = _ClassCounter()
     polygon_count = None
     try:
-        with contextlib.ExitStack() as stack:
-            temp = {path: stack.enter_context(atomic_output(path)) for path in outputs}
-            _predict_files(scene, predictor, card, size, overlap, batch_size, temp[output],
-                           temp.get(confidence) if confidence else None, output_grid, resampled, cog, counter,
-                           stats, progress, stack)
+        with OutputSet() as outputs:
+            class_output = outputs.add(output, sidecars=GDAL_SIDECARS)
+            confidence_output = outputs.add(confidence, sidecars=GDAL_SIDECARS) if confidence else None
+            _predict_files(scene, predictor, card, size, overlap, batch_size, outputs, class_output,
+                           confidence_output, output_grid, resampled, cog, counter, stats, progress)
             if counter.counts[:IGNORE_INDEX].sum() == 0:
                 raise InputError(f"The optical raster {optical} and the DSM {dsm} have no valid pixel in common"
                                  f"{' inside the extent/mask' if extent or mask else ''}; check their nodata "
                                  "values and that they cover the same area.")
-            write_qml(temp[style], card.class_names, card.class_colors)
+            outputs.write_text(style, qml_style(card.class_names, card.class_colors))
             if polygons is not None:
                 progress.info(f"Polygonising into {polygons}.")
-                polygon_count = write_polygons(temp[polygons], temp[output], card.class_names, min_area)
+                polygon_output = outputs.add(polygons)
+                polygon_count = write_polygons(polygon_output.temp, class_output.temp, card.class_names, min_area,
+                                               final=polygons)
+                polygon_output.verify = lambda path: verify_polygons(path, polygon_count, polygons)
+            progress.info("Verifying and committing the outputs.")
     finally:
         scene.close()
     geotransform, width, height = output_grid
@@ -175,7 +219,7 @@ def segment(optical: str | Path, dsm: str | Path, output: str | Path, model: str
         "model": str(model_path), "device": str(torch_device), "window": size, "overlap": overlap,
         "batch_size": stats.batch_size, "width": width, "height": height, "geotransform": list(geotransform),
         "windows": stats.windows, "windows_predicted": stats.windows_predicted,
-        **counter.summary(card.class_names),
+        "dsm_coverage": round(coverage, 4), **counter.summary(card.class_names), "warnings": warnings,
         "timings": {"model_s": round(stats.model_seconds, 3), "predict_s": round(stats.total_seconds, 3),
                     "total_s": round(time.perf_counter() - started, 3)},
         "megapixels_per_second": round(width * height / 1e6 / max(time.perf_counter() - started, 1e-9), 4),
@@ -183,50 +227,46 @@ def segment(optical: str | Path, dsm: str | Path, output: str | Path, model: str
 
 
 def _predict_files(scene: Scene, predictor: WindowPredictor, card: ModelCard, size: int, overlap: float,
-                   batch_size: int, class_path: Path, confidence_path: Path | None,
+                   batch_size: int, outputs: OutputSet, class_output: Output, confidence_output: Output | None,
                    output_grid: tuple, resampled: bool, cog: bool, counter: _ClassCounter, stats: RunStats,
-                   progress: Progress, stack: contextlib.ExitStack) -> None:
-    """Run the window loop into the class (and confidence) rasters, via the model grid when resampled."""
+                   progress: Progress) -> None:
+    """Run the window loop into the class (and confidence) rasters, via the model grid when resampled.
+
+    Sets each output's verifier: the finished raster must read back exactly as written.
+    """
     geotransform, width, height = output_grid
 
-    def open_rasters(cls_path: Path, conf_path: Path | None, grid: tuple, as_cog: bool
-                     ) -> tuple[BlockRaster, BlockRaster | None]:
+    def open_rasters(cls_path: Path, conf_path: Path | None, grid: tuple, as_cog: bool,
+                     stack: contextlib.ExitStack) -> tuple[BlockRaster, BlockRaster | None]:
         gt, w, h = grid
-        classes = class_raster(cls_path, w, h, gt, scene.projection, card.class_names, card.class_colors, as_cog)
+        classes = class_raster(cls_path, w, h, gt, scene.projection, card.class_names, card.class_colors, as_cog,
+                               final=class_output.final)
         stack.callback(classes.discard)
         conf = None
         if conf_path is not None:
-            conf = confidence_raster(conf_path, w, h, gt, scene.projection, as_cog)
+            conf = confidence_raster(conf_path, w, h, gt, scene.projection, as_cog, final=confidence_output.final)
             stack.callback(conf.discard)
         return classes, conf
 
-    blocks = stack.enter_context(contextlib.closing(predict_blocks(  # closing stops the reader thread early
-        predictor, card.num_classes, scene, size, overlap, batch_size, confidence_path is not None, progress, stats)))
-    if not resampled:
-        classes, conf = open_rasters(class_path, confidence_path, output_grid, cog)
+    confidence_temp = confidence_output.temp if confidence_output is not None else None
+    with contextlib.ExitStack() as stack:
+        blocks = stack.enter_context(contextlib.closing(predict_blocks(  # closing stops the reader thread early
+            predictor, card.num_classes, scene, size, overlap, batch_size, confidence_temp is not None, progress,
+            stats)))
+        if resampled:  # predict on the model grid into scratch files, then bring them back onto the optical grid
+            scratch_classes = outputs.scratch(class_output.final, "model")
+            scratch_conf = outputs.scratch(confidence_output.final, "model") if confidence_output else None
+            model_grid = (scene.geotransform, scene.width, scene.height)
+            classes, conf = open_rasters(scratch_classes, scratch_conf, model_grid, False, stack)
+            _write_blocks(blocks, classes, conf, None)
+            for raster in (classes, conf):
+                if raster is not None:
+                    raster.close()
+            blocks = _resampled_blocks(scratch_classes, scratch_conf, geotransform, width, height, scene.projection)
+        classes, conf = open_rasters(class_output.temp, confidence_temp, output_grid, cog, stack)
         _write_blocks(blocks, classes, conf, counter)
-    else:  # predict on the model grid into scratch files, then warp back onto the optical grid
-        scratch_classes = class_path.with_name(class_path.stem + ".model.tif")
-        scratch_conf = None
-        if confidence_path is not None:
-            scratch_conf = confidence_path.with_name(confidence_path.stem + ".model.tif")
-        stack.callback(_remove, scratch_classes, scratch_conf)
-        model_grid = (scene.geotransform, scene.width, scene.height)
-        classes, conf = open_rasters(scratch_classes, scratch_conf, model_grid, False)
-        _write_blocks(blocks, classes, conf, None)
         classes.close()
+        class_output.verify = classes.verify
         if conf is not None:
             conf.close()
-        classes, conf = open_rasters(class_path, confidence_path, output_grid, cog)
-        _write_blocks(_resampled_blocks(scratch_classes, scratch_conf, geotransform, width, height),
-                      classes, conf, counter)
-    classes.close()
-    if conf is not None:
-        conf.close()
-
-
-def _remove(*paths: Path | None) -> None:
-    """Delete scratch rasters (and their GDAL sidecars)."""
-    for path in paths:
-        if path is not None and path.exists():
-            gdal.GetDriverByName("GTiff").Delete(str(path))
+            confidence_output.verify = conf.verify

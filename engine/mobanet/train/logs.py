@@ -1,9 +1,11 @@
 """The training log: one row per epoch as CSV and JSON, TensorBoard when installed, and a PNG of the curves.
 
 Rows hold the training loss, validation OA/mF1/mIoU, per-class IoU, the
-learning rate and the epoch's duration. Files are rewritten whole (and
-atomically) after every epoch, so an interrupted run leaves a readable log,
-and a resumed run continues it (rows after the resumed epoch are dropped).
+learning rate and the epoch's duration. Files are rewritten whole after every
+epoch, committed with that epoch's models (one `OutputSet`), so an
+interrupted run leaves a readable log that matches its resume state, and a
+resumed run continues it (rows after the resumed epoch are dropped). The
+folder appears with the first committed epoch, never empty.
 
 Files in the log folder: ``history.csv``, ``history.json``, ``curves.png``
 (needs matplotlib) and TensorBoard event files (needs tensorboard).
@@ -12,12 +14,13 @@ Files in the log folder: ``history.csv``, ``history.json``, ``curves.png``
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from pathlib import Path
 from typing import Any
 
-from mobanet.fileutil import atomic_output
+from mobanet.fileutil import OutputSet
 
 SCALARS = ("loss", "train_oa", "overall_accuracy", "mf1", "miou", "miou_all", "lr", "seconds")
 
@@ -35,10 +38,9 @@ class TrainingLog:
 
     def __init__(self, folder: Path, class_names: list[str]):
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
         self.class_names = class_names
         self.rows: list[dict[str, Any]] = []
-        self.tensorboard = _open_tensorboard(self.folder)
+        self.tensorboard = None  # opened after the first commit, when the folder exists
 
     @property
     def csv_path(self) -> Path:
@@ -58,12 +60,20 @@ class TrainingLog:
             rows = json.loads(self.json_path.read_text())
             self.rows = [r for r in rows if r.get("epoch", 0) <= epochs_done]
 
-    def append(self, row: dict[str, Any]) -> None:
-        """Add one epoch (``epoch``, the SCALARS, ``per_class_iou`` {name: iou}) and rewrite the files."""
+    def append(self, row: dict[str, Any], outputs: OutputSet) -> None:
+        """Add one epoch (``epoch``, the SCALARS, ``per_class_iou`` {name: iou}); the files join ``outputs``."""
         self.rows.append(row)
-        self._write_json()
-        self._write_csv()
-        self._write_plot()
+        outputs.write_text(self.json_path, json.dumps(self.rows, indent=1))
+        outputs.write_text(self.csv_path, self._csv())
+        plot = self._plot()
+        if plot is not None:
+            outputs.write_bytes(self.plot_path, plot)
+        outputs.after_commit(lambda: self._add_events(row))
+
+    def _add_events(self, row: dict[str, Any]) -> None:
+        """TensorBoard events (append-only files) for a committed epoch, when tensorboard is installed."""
+        if self.tensorboard is None:
+            self.tensorboard = _open_tensorboard(self.folder)
         if self.tensorboard is not None:
             for key in SCALARS:
                 if isinstance(row.get(key), float) and math.isfinite(row[key]):
@@ -73,30 +83,27 @@ class TrainingLog:
                     self.tensorboard.add_scalar(f"iou/{name}", value, row["epoch"])
             self.tensorboard.flush()
 
-    def _write_json(self) -> None:
-        with atomic_output(self.json_path) as tmp:
-            tmp.write_text(json.dumps(self.rows, indent=1))
-
-    def _write_csv(self) -> None:
+    def _csv(self) -> str:
         columns = ["epoch", *SCALARS, *(f"iou_{n}" for n in self.class_names)]
-        with atomic_output(self.csv_path) as tmp, open(tmp, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(columns)
-            for row in self.rows:
-                per_class = row.get("per_class_iou") or {}
-                values = [row.get(c) for c in columns[:1 + len(SCALARS)]]
-                values += [per_class.get(n) for n in self.class_names]
-                writer.writerow(["" if v is None else v for v in values])
+        text = io.StringIO(newline="")
+        writer = csv.writer(text)
+        writer.writerow(columns)
+        for row in self.rows:
+            per_class = row.get("per_class_iou") or {}
+            values = [row.get(c) for c in columns[:1 + len(SCALARS)]]
+            values += [per_class.get(n) for n in self.class_names]
+            writer.writerow(["" if v is None else v for v in values])
+        return text.getvalue()
 
-    def _write_plot(self) -> None:
-        """Loss and validation scores against epochs; skipped without matplotlib."""
+    def _plot(self) -> bytes | None:
+        """Loss and validation scores against epochs as PNG bytes; None without matplotlib."""
         try:
             import matplotlib
 
             matplotlib.use("Agg")
             from matplotlib import pyplot as plt
         except ImportError:
-            return
+            return None
         epochs = [r["epoch"] for r in self.rows]
         figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
         left.plot(epochs, [r.get("loss") for r in self.rows], marker="o", label="training loss")
@@ -112,9 +119,10 @@ class TrainingLog:
         right.set_ylim(0, 1)
         right.legend()
         figure.tight_layout()
-        with atomic_output(self.plot_path) as tmp:
-            figure.savefig(tmp, dpi=80)
+        image = io.BytesIO()
+        figure.savefig(image, format="png", dpi=80)
         plt.close(figure)
+        return image.getvalue()
 
     def close(self) -> None:
         if self.tensorboard is not None:

@@ -16,11 +16,10 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from mobanet.errors import InputError
-from mobanet.fileformat import read_safetensors_header
-from mobanet.fileutil import atomic_output
+from mobanet.fileformat import read_safetensors_header, save_safetensors
+from mobanet.fileutil import OutputSet
 
 STATE_KEY = "mobanet.state"
 TENSOR, ITEMS = "__tensor__", "__items__"
@@ -51,12 +50,11 @@ def _restore(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return value
 
 
-def save_state(path: Path, state: dict[str, Any]) -> None:
-    """Write ``state`` (nested dicts/lists of JSON values and tensors) atomically to ``path``."""
+def save_state(path: Path, state: dict[str, Any], outputs: OutputSet) -> None:
+    """Write ``state`` (nested dicts/lists of JSON values and tensors) to ``path`` as a member of ``outputs``."""
     tensors: dict[str, torch.Tensor] = {}
     tree = _flatten(state, "state", tensors)
-    with atomic_output(path) as tmp:
-        save_file(tensors, str(tmp), metadata={STATE_KEY: json.dumps(tree)})
+    save_safetensors(outputs, path, tensors, {STATE_KEY: json.dumps(tree)})
 
 
 def load_state(path: Path) -> dict[str, Any]:

@@ -42,19 +42,21 @@ from torch.nn.parallel import DistributedDataParallel
 from mobanet.card import ModelCard
 from mobanet.classes import IGNORE_INDEX, ISPRS_CLASSES
 from mobanet.errors import InputError
-from mobanet.fileutil import check_writable
+from mobanet.fileutil import OutputSet
 from mobanet.labels import read_labels
 from mobanet.metrics import confusion_matrix, scores
 from mobanet.model import MoBaNet, MoBaNetConfig, MoBaNetLoss, build_model, mask_modalities
 from mobanet.modelfile import load_model, read_card, save_model
 from mobanet.progress import Progress
 from mobanet.raster import Scene, open_scene, predict_array
-from mobanet.raster.predict import resolve_window
+from mobanet.raster.predict import max_window, resolve_window
 from mobanet.train.distributed import DistributedContext, setup_distributed
+from mobanet.train.files import RunPaths, check_run_paths, resume_paths
 from mobanet.train.logs import TrainingLog
 from mobanet.train.sampling import TrainingScene, WindowSampler, holdout_regions
 from mobanet.train.schedule import WarmupCosine, build_optimizer
 from mobanet.train.state import load_state, save_state
+from mobanet.wording import option, option_list
 
 MCRM_MODES = ("local", "full", "none")
 STATE_FORMAT = 1
@@ -123,36 +125,6 @@ class TrainOptions:
 
 
 @dataclass
-class RunPaths:
-    """The files a run writes, all derived from ``output``."""
-
-    best: Path
-    last: Path
-    state: Path
-    log_dir: Path
-
-    @classmethod
-    def for_output(cls, output: Path, log_dir: Path | None) -> RunPaths:
-        output = Path(output)
-        stem = output.name.removesuffix(".safetensors")
-        return cls(output, output.with_name(f"{stem}.last.safetensors"),
-                   output.with_name(f"{stem}.state.safetensors"),
-                   Path(log_dir) if log_dir else output.with_name(f"{stem}_logs"))
-
-
-def resume_paths(path: Path) -> tuple[Path, Path]:
-    """(state file, last model) of an interrupted run, from its state file or any of its model files."""
-    name = Path(path).name
-    for suffix in (".state.safetensors", ".last.safetensors", ".safetensors"):
-        if name.endswith(suffix):
-            stem = name.removesuffix(suffix)
-            break
-    else:
-        stem = name
-    return (Path(path).with_name(f"{stem}.state.safetensors"), Path(path).with_name(f"{stem}.last.safetensors"))
-
-
-@dataclass
 class ValidationScene:
     """A block to score after each epoch: its scene (or crop) and its labels on the same grid."""
 
@@ -173,36 +145,36 @@ class TrainingForward(nn.Module):
 
 
 def check_options(options: TrainOptions) -> None:
-    """Refuse impossible settings up front, each with the option to change."""
+    """Refuse impossible settings and clashing paths up front, each with the option to change."""
     if not options.scenes:
-        raise InputError("No training scene given; pass --optical, --dsm and --labels (once per scene).")
+        raise InputError(f"No training scene given; give {option_list('--optical', '--dsm', '--labels')} "
+                         "(once per scene).")
     numbers = {"--epochs": options.epochs, "--iterations": options.iterations, "--batch-size": options.batch_size,
                "--accumulate": options.accumulate, "--validate-every": options.validate_every}
     for name, value in numbers.items():
         if value < 1:
-            raise InputError(f"{name} must be at least 1, got {value}.")
-    if options.window is not None and options.window < 28:
-        raise InputError(f"--window {options.window} is too small; use at least 28 px (266 is the default).")
+            raise InputError(f"{option(name)} must be at least 1, got {value}.")
+    if options.window is not None and not 28 <= options.window <= max_window(14):
+        raise InputError(f"{option('--window')} {options.window} is out of range; use 28 to {max_window(14)} px "
+                         "(266 is the default).")
     if not 0.0 <= options.holdout < 0.9:
-        raise InputError(f"--holdout {options.holdout} must be in [0, 0.9); 0.2 holds out a fifth of each scene.")
+        raise InputError(f"{option('--holdout')} {options.holdout} must be in [0, 0.9); 0.2 holds out a fifth of "
+                         "each scene.")
     if options.mcrm not in MCRM_MODES:
-        raise InputError(f"--mcrm {options.mcrm!r} is not one of {', '.join(MCRM_MODES)}.")
+        raise InputError(f"{option('--mcrm')} {options.mcrm!r} is not one of {', '.join(MCRM_MODES)}.")
     for name, value in (("--mcrm-ratio", options.mcrm_ratio), ("--min-labelled", options.min_labelled)):
         if not 0.0 <= value <= 1.0:
-            raise InputError(f"{name} must be between 0 and 1, got {value}.")
+            raise InputError(f"{option(name)} must be between 0 and 1, got {value}.")
     if options.lr <= 0 or options.min_lr < 0 or options.min_lr > options.lr:
-        raise InputError(f"Learning rates must satisfy 0 <= --min-lr <= --lr and --lr > 0 "
-                         f"(got lr={options.lr}, min_lr={options.min_lr}).")
+        raise InputError(f"Learning rates must satisfy 0 <= {option('--min-lr')} <= {option('--lr')} and "
+                         f"{option('--lr')} > 0 (got {options.lr} and {options.min_lr}).")
     if options.early_stopping is not None and options.early_stopping < 1:
-        raise InputError(f"--early-stopping must be at least 1 validation, got {options.early_stopping}.")
+        raise InputError(f"{option('--early-stopping')} must be at least 1 validation, got {options.early_stopping}.")
     if options.class_colors is not None and options.class_names is not None and \
             len(options.class_colors) != len(options.class_names):
         raise InputError(f"{len(options.class_names)} class names but {len(options.class_colors)} class colours; "
                          "give one colour per class.")
-    inputs = tuple(str(p) for s in [*options.scenes, *options.validation] for p in (s.optical, s.dsm, s.labels))
-    paths = RunPaths.for_output(Path(options.output), options.log_dir)
-    for path in (paths.best, paths.last, paths.state):
-        check_writable(path, inputs)
+    check_run_paths(options)
 
 
 def _file_entry(files: SceneFiles) -> dict[str, str | None]:
@@ -270,7 +242,7 @@ class Trainer:
             model, card = load_model(options.init, weights=options.weights, pretrained=options.pretrained)
             if options.class_names and list(options.class_names) != card.class_names:
                 raise InputError(f"The classes given ({options.class_names}) differ from those of {options.init} "
-                                 f"({card.class_names}); drop the class list or start without --init.")
+                                 f"({card.class_names}); drop the class list or start without {option('--init')}.")
             card.training = {"initialised_from": str(Path(options.init).resolve())}
             card.name = self.paths.best.name.removesuffix(".safetensors")
             return model, card
@@ -322,15 +294,16 @@ class Trainer:
                 validation.append(ValidationScene(scene.crop(strip.x, strip.y, strip.width, strip.height),
                                                   labels[rows, cols], f"{files.labels} (held-out strip)"))
         if not training:
-            raise InputError("No labelled pixel is left for training after the hold-out; lower --holdout or give "
-                             "validation scenes with --val-optical/--val-dsm/--val-labels.")
+            given_apart = option_list("--val-optical", "--val-dsm", "--val-labels")
+            raise InputError(f"No labelled pixel is left for training after the hold-out; lower "
+                             f"{option('--holdout')} or give validation scenes with {given_apart}.")
         for files in options.validation:
             scene, labels = self._open_labelled(files)
             validation.append(ValidationScene(scene, labels, str(files.labels)))
         validation = [v for v in validation if np.any(v.labels != IGNORE_INDEX)]
         if not validation and (options.validation or holdout > 0):
             self.progress.warning("The validation blocks hold no labelled pixel: nothing is validated and the output "
-                                  "is the last epoch's model. Give validation scenes or change --holdout.")
+                                  f"is the last epoch's model. Give validation scenes or change {option('--holdout')}.")
         return training, validation
 
     # -- one epoch ------------------------------------------------------------------------
@@ -371,7 +344,7 @@ class Trainer:
                 (loss / len(batches)).backward()
             if not math.isfinite(parts["loss"]):
                 raise InputError(f"The training loss became {parts['loss']} at epoch {self.epoch + 1}; training "
-                                 "diverged. Lower --lr (or use --no-amp) and start again.")
+                                 f"diverged. Lower {option('--lr')} (or use {option('--no-amp')}) and start again.")
             losses.append(parts["loss"])
             with torch.no_grad():
                 mask = labels != IGNORE_INDEX
@@ -434,9 +407,9 @@ class Trainer:
                 "min_labelled": options.min_labelled, "seed": options.seed,
                 "best_epoch": self.best["epoch"], "best_metrics": self.best["scores"], "command": options.command}
 
-    def _save_model(self, path: Path) -> None:
+    def _save_model(self, path: Path, outputs: OutputSet) -> None:
         self.card.training = self._card_training()
-        save_model(path, self.model, self.card, full=self.options.full_checkpoint)
+        save_model(path, self.model, self.card, full=self.options.full_checkpoint, outputs=outputs)
 
     def _rank_state(self) -> dict[str, Any]:
         state = {"torch_rng": torch.get_rng_state(), "mask_rng": self.mask_generator.get_state(),
@@ -488,11 +461,12 @@ class Trainer:
             torch.cuda.set_rng_state(mine["cuda_rng"], self.device)
         if self.epoch >= self.options.epochs:
             raise InputError(f"{state_path} already finished {self.epoch} of {self.options.epochs} epochs; raise "
-                             "--epochs to train longer.")
+                             f"{option('--epochs')} to train longer.")
 
     # -- the run --------------------------------------------------------------------------
-    def _end_of_epoch(self, row: dict[str, Any], validated: dict[str, Any] | None) -> bool:
-        """Rank 0: keep the best model, write last + state + log; True when early stopping says stop."""
+    def _end_of_epoch(self, row: dict[str, Any], validated: dict[str, Any] | None, ranks: list[dict[str, Any]],
+                      started: float) -> dict[str, Any]:
+        """Rank 0: commit the epoch's files together (best model when better, last, state, log); its log row."""
         improved = False
         if validated is not None:
             headline = _summary_scores(validated)
@@ -504,10 +478,14 @@ class Trainer:
                 self.stale_validations = 0
             else:
                 self.stale_validations += 1
-        if improved or not self.validation:  # without validation the output is the latest model
-            self._save_model(self.paths.best)
-        self._save_model(self.paths.last)
-        return improved
+        row = {"epoch": self.epoch, **row, "seconds": round(time.perf_counter() - started, 3)}
+        with OutputSet() as outputs:
+            if improved or not self.validation:  # without validation the output is the latest model
+                self._save_model(self.paths.best, outputs)
+            self._save_model(self.paths.last, outputs)
+            save_state(self.paths.state, self._state(ranks), outputs)
+            self.log.append(row, outputs)
+        return row
 
     def run(self) -> dict[str, Any]:
         options, context = self.options, self.context
@@ -527,12 +505,9 @@ class Trainer:
                 validated = self.validate() if context.is_main and due else None
                 ranks = context.gather(self._rank_state())
                 if context.is_main:
-                    self._end_of_epoch(row, validated)
-                    save_state(self.paths.state, self._state(ranks))
+                    row = self._end_of_epoch(row, validated, ranks, started)
                     stopped_early = (options.early_stopping is not None
                                      and self.stale_validations >= options.early_stopping)
-                    row = {"epoch": self.epoch, **row, "seconds": round(time.perf_counter() - started, 3)}
-                    self.log.append(row)
                     self.progress.metrics(epochs=options.epochs, best_miou=self.best["miou"], **row)
                 stopped_early = context.broadcast(stopped_early)
                 context.barrier()

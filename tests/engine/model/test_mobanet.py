@@ -184,7 +184,7 @@ def test_backbone_names_and_aliases():
 
 
 def test_pretrained_backbone_without_weights_names_the_file_to_download():
-    with pytest.raises(WeightsError, match=r"dinov2_vitl14_pretrain\.pth.*--weights FILE"):
+    with pytest.raises(WeightsError, match=r"dinov2_vitl14_pretrain\.pth.*--weights"):
         build_model(MoBaNetConfig(backbone="dinov2_vitl14"))
 
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from osgeo import ogr, osr
+from osgeo import gdal, ogr, osr
 
 from mobanet.card import DsmNormalization, ModelCard, OpticalNormalization
 from mobanet.raster.scene import open_scene
@@ -126,3 +126,87 @@ def test_extent_and_polygon_mask(tmp_path):
     _, _, valid = scene.read(0, 0, 100, 100)
     assert valid[21:59, 21:59].all() and valid.sum() == pytest.approx(40 * 40, abs=80)
     assert not valid[:19].any() and not valid[:, 61:].any()
+
+
+def _oriented(path, values: np.ndarray, x0: float, y_north: float, size: float, south_up: bool, east_left: bool,
+              epsg: int = 32632):
+    """Write ``values`` (a north-up, east-right [h, w] array) stored in the given orientation, same footprint."""
+    height, width = values.shape[-2:]
+    stored, x_first, dx, y_first, dy = values, x0, size, y_north, -size
+    if south_up:
+        stored, y_first, dy = stored[..., ::-1, :], y_north - height * size, size
+    if east_left:
+        stored, x_first, dx = stored[..., ::-1], x0 + width * size, -size
+    return write_raster(path, np.ascontiguousarray(stored), (x_first, dx, 0.0, y_first, 0.0, dy), epsg=epsg)
+
+
+ORIENTATIONS = {"north-up": (False, False), "south-up": (True, False), "east-left": (False, True),
+                "both flipped": (True, True)}
+
+
+@pytest.mark.parametrize("optical_orientation", list(ORIENTATIONS))
+@pytest.mark.parametrize("dsm_orientation", ["north-up", "south-up"])
+@pytest.mark.parametrize("dsm_pixel", [0.5, 1.0])  # the optical's pixel size: read directly; otherwise warped
+def test_every_orientation_meets_the_dsm_at_the_same_place(tmp_path, optical_orientation, dsm_orientation,
+                                                           dsm_pixel):
+    """A raster stored south-up (positive y pixel size) or east-left is read at the right place on the ground."""
+    optical, _ = synthetic_pair(80)
+    o = _oriented(tmp_path / "o.tif", optical, ORIGIN[0], ORIGIN[1], 0.5, *ORIENTATIONS[optical_orientation])
+    side = round(40 / dsm_pixel)
+    cols, rows = np.meshgrid(np.arange(side) + 0.5, np.arange(side) + 0.5)
+    plane = _plane(ORIGIN[0] + cols * dsm_pixel, ORIGIN[1] - rows * dsm_pixel).astype(np.float32)
+    d = _oriented(tmp_path / "d.tif", plane, ORIGIN[0], ORIGIN[1], dsm_pixel, *ORIENTATIONS[dsm_orientation])
+    scene = open_scene(o, d, RAW_DSM)
+    gt = scene.geotransform
+    assert gt == gdal.Open(str(o)).GetGeoTransform()  # the scene runs as the optical raster is stored
+    raw, heights, valid = scene.read(0, 0, 80, 80)
+    e, n = np.meshgrid(gt[0] + (np.arange(80) + 0.5) * gt[1], gt[3] + (np.arange(80) + 0.5) * gt[5])
+    inner = valid & (np.abs(e - ORIGIN[0] - 20) < 19) & (np.abs(n - ORIGIN[1] + 20) < 19)
+    assert inner.sum() > 0.8 * 80 * 80
+    assert np.abs(heights[0][inner] - _plane(e, n)[inner]).max() < 0.05
+    upright = optical
+    flip_rows, flip_cols = ORIENTATIONS[optical_orientation]
+    stored = upright[:, ::-1] if flip_rows else upright
+    stored = stored[:, :, ::-1] if flip_cols else stored
+    assert np.allclose(raw, scene.optical_normalizer(stored.astype(np.float32)))
+    assert scene.upright_flips == (flip_rows, flip_cols)
+
+
+def test_a_mask_on_a_south_up_raster_covers_the_right_pixels(tmp_path):
+    optical, dsm = synthetic_pair(60)
+    o = _oriented(tmp_path / "o.tif", optical, ORIGIN[0], ORIGIN[1], 0.5, True, False)
+    d = write_raster(tmp_path / "d.tif", dsm)
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(32632)
+    source = ogr.GetDriverByName("GPKG").CreateDataSource(str(tmp_path / "mask.gpkg"))
+    layer = source.CreateLayer("mask", srs=srs, geom_type=ogr.wkbPolygon)
+    north_strip = ogr.CreateGeometryFromWkt(  # the northern 10 m (20 rows) of the scene
+        f"POLYGON(({ORIGIN[0]} {ORIGIN[1]}, {ORIGIN[0] + 30} {ORIGIN[1]}, {ORIGIN[0] + 30} {ORIGIN[1] - 10}, "
+        f"{ORIGIN[0]} {ORIGIN[1] - 10}, {ORIGIN[0]} {ORIGIN[1]}))")
+    feature = ogr.Feature(layer.GetLayerDefn())
+    feature.SetGeometry(north_strip)
+    layer.CreateFeature(feature)
+    feature = layer = source = None
+    scene = open_scene(o, d, ModelCard(), mask=tmp_path / "mask.gpkg")
+    _, _, valid = scene.read(0, 0, 60, 60)
+    assert valid[40:].all() and not valid[:40].any()  # stored south-up: the northern rows come last
+
+
+def test_a_paletted_optical_raster_is_expanded_to_rgb(tmp_path):
+    optical, dsm = synthetic_pair(60)
+    indices = (optical[0] // 64).astype(np.uint8)  # 4 palette entries; 0 is nodata
+    path = write_raster(tmp_path / "pal.tif", indices, nodata=0)
+    dataset = gdal.Open(str(path), gdal.GA_Update)
+    table = gdal.ColorTable()
+    colours = [(0, 0, 0), (200, 30, 30), (30, 200, 30), (30, 30, 200)]
+    for i, colour in enumerate(colours):
+        table.SetColorEntry(i, (*colour, 255))
+    dataset.GetRasterBand(1).SetRasterColorTable(table)
+    dataset.GetRasterBand(1).SetRasterColorInterpretation(gdal.GCI_PaletteIndex)
+    dataset = None
+    scene = open_scene(path, write_raster(tmp_path / "d.tif", dsm), ModelCard())
+    assert "paletted" in scene.notes[0] and "pal.tif" in scene.notes[0]
+    raw, _, valid = scene.read(0, 0, 60, 60)
+    expected = np.array(colours, np.float32)[indices].transpose(2, 0, 1)
+    assert np.array_equal(valid, indices != 0)
+    assert np.allclose(raw[:, valid], scene.optical_normalizer(expected)[:, valid])

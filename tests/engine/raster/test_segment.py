@@ -219,7 +219,7 @@ CASES = {
     "corrupt file": (_garbage, ["junk.tif", "corrupt"]),
     "truncated file": (_truncated, ["cut.tif", "corrupt"]),
     "output folder missing": (lambda t, o, d: {"output": t / "nowhere" / "out.tif"}, ["nowhere", "does not exist"]),
-    "output is an input": (lambda t, o, d: {"output": o}, ["o.tif", "also an input", "another output"]),
+    "output is an input": (lambda t, o, d: {"output": o}, ["--optical", "--output", "o.tif", "same file", "its own"]),
     "window below patch size": (lambda t, o, d: {"window": 8}, ["Window 8", "patch size", "--window"]),
     "model/band mismatch": (lambda t, o, d: {"bands": [1, 2]}, ["tiny.safetensors", "3 optical bands", "--bands"]),
     "missing model": (lambda t, o, d: {"model": t / "none.safetensors"}, ["none.safetensors"]),
