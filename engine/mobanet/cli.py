@@ -10,6 +10,7 @@ code 2. Exit codes: 0 success, 1 internal error, 2 user error, 130 cancelled.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import signal
 import sys
@@ -17,9 +18,11 @@ from collections.abc import Sequence
 
 from mobanet import __version__
 from mobanet.errors import Cancelled, MobanetError
+from mobanet.fileutil import write_error
 from mobanet.progress import Progress
 
 COMMANDS = ("segment", "train", "evaluate", "synth", "info")
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS)
 
 
 def _raise_cancelled(signum: int, frame: object) -> None:
@@ -57,6 +60,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except MobanetError as exc:
         progress.error(str(exc), kind=type(exc).__name__)
+        return 2
+    except OSError as exc:  # a write error outside an output set (they name their file themselves)
+        if exc.errno not in DISK_FULL_ERRNOS:
+            raise
+        progress.error(str(write_error(exc.filename or "an output", exc)), kind="OutputError")
         return 2
     except Exception as exc:  # a bug: keep the traceback, still tell the plugin
         progress.error(f"internal error: {type(exc).__name__}: {exc}", kind="InternalError")

@@ -120,10 +120,15 @@ def model_config(path: str | Path, card: ModelCard) -> MoBaNetConfig:
         raise ModelFileError(f"{path}: the model card has no network configuration; re-export the model.")
     try:
         config = MoBaNetConfig.from_dict(card.config)
-        resolve_backbone(config.backbone)
-    except (ModelFileError, InputError) as exc:
+    except ModelFileError as exc:
         raise ModelFileError(f"Model file {path}: {exc} Re-export the model with `mobanet train` or fix its "
                              "card.") from exc
+    try:
+        resolve_backbone(config.backbone)
+    except InputError as exc:
+        raise ModelFileError(f"Model file {path}: the card's field 'config.backbone' names a backbone this engine "
+                             f"does not know ({config.backbone!r}); update mobanet, or re-export the model with "
+                             "`mobanet train`.") from exc
     if config.num_classes != card.num_classes:
         raise ModelFileError(f"{path}: the card lists {card.num_classes} classes but the network has "
                              f"{config.num_classes}; the file is inconsistent, re-export the model.")

@@ -34,7 +34,8 @@ class PathArgument:
 
     ``derived`` names a file the command writes beside the argument
     ``option`` gives ("QGIS style"); ``suffixes`` are the accepted extensions
-    of an output (lower case) and ``format`` what they mean ("GeoTIFF").
+    of an output (lower case) and ``format`` what they mean ("GeoTIFF");
+    ``new_folder`` says the command creates the output's folder if missing.
     """
 
     option: str
@@ -43,6 +44,7 @@ class PathArgument:
     derived: str | None = None
     suffixes: tuple[str, ...] = ()
     format: str = ""
+    new_folder: bool = False
 
     def describe(self) -> str:
         if self.derived:
@@ -75,6 +77,10 @@ def _check_output_file(argument: PathArgument) -> None:
         example = path / f"result{argument.suffixes[0] if argument.suffixes else ''}"
         raise InputError(f"{name} is a folder; give a file name, e.g. {example}.")
     folder = path.parent if str(path.parent) else Path(".")
+    if argument.new_folder and not folder.exists():
+        folder = nearest_folder(folder)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"Cannot write {name}: {folder} is a file, not a folder; choose another path.")
     if not folder.is_dir():
         raise InputError(f"Cannot write {name}: folder {folder} does not exist; create it or choose another folder.")
     if not os.access(folder, os.W_OK):

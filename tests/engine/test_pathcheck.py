@@ -95,3 +95,12 @@ def test_messages_name_dialog_fields_under_the_plugin(tmp_path, monkeypatch):
                                          ".*a.tif are the same file"):
         check_paths([PathArgument("--optical", tmp_path / "a.tif"), PathArgument("--output", tmp_path / "a.tif",
                                                                                  OUTPUT)])
+
+
+def test_files_in_a_folder_the_command_creates(tmp_path):
+    inside = PathArgument("--log-dir", tmp_path / "new" / "logs" / "history.csv", OUTPUT, derived="log file",
+                          new_folder=True)
+    check_paths([inside])
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match=r"Cannot write --log-dir .*h.csv: .*file is a file, not a folder"):
+        check_paths([PathArgument("--log-dir", tmp_path / "file" / "logs" / "h.csv", OUTPUT, new_folder=True)])

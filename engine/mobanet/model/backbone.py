@@ -63,8 +63,8 @@ def resolve_backbone(name: str) -> BackboneSpec:
     timm_name = ALIASES.get(name, name)
     if not timm.is_model(timm_name):
         raise InputError(
-            f"Unknown backbone {name!r}; use 'tiny', one of {', '.join(ALIASES)}, or a timm DINOv2 name such as "
-            "'vit_large_patch14_dinov2.lvd142m'.")
+            f"Unknown backbone {name!r}; set {option('--backbone')} to 'tiny', one of {', '.join(ALIASES)}, or a "
+            "timm DINOv2 name such as 'vit_large_patch14_dinov2.lvd142m'.")
     return BackboneSpec(name, timm_name)
 
 

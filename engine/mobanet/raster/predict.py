@@ -35,7 +35,7 @@ from mobanet.raster.windows import WindowGrid, window_grid
 from mobanet.wording import option
 
 PREFETCH_BATCHES = 2
-MAX_WINDOW_PATCHES = 96  # 1344 px at patch 14: 9,216 tokens a window
+MAX_WINDOW_PATCHES = 64  # 896 px at patch 14: 4,096 tokens a window
 CALL_PIXELS = {"cpu": 4 * 518 * 518, "cuda": 64 * 518 * 518}  # pixels of all windows in one model call
 
 

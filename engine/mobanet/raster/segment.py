@@ -117,12 +117,12 @@ def _check_options(overlap: float, batch_size: int, min_area: float) -> None:
         raise InputError(f"{option('--min-area')} {min_area} must not be negative.")
 
 
-def _coverage_warning(scene: Scene) -> str | None:
+def _coverage_warning(scene: Scene, extent: bool) -> str | None:
     if scene.dsm_coverage >= LOW_DSM_COVERAGE:
         return None
     return (f"The DSM {scene.dsm_path} covers only {100 * scene.dsm_coverage:.1f} % of the optical raster "
-            f"{scene.optical_path}{' (inside the extent)' if scene.x0 or scene.y0 else ''}; the rest gets no class "
-            "(nodata). Give a DSM of the whole area.")
+            f"{scene.optical_path}{' inside the extent' if extent else ''}; the rest gets no class (nodata). Give a "
+            "DSM of the whole area.")
 
 
 def segment(optical: str | Path, dsm: str | Path, output: str | Path, model: str | Path | None = None,
@@ -170,7 +170,7 @@ def segment(optical: str | Path, dsm: str | Path, output: str | Path, model: str
     for note in scene.notes:
         progress.info(note)
     coverage = scene.dsm_coverage
-    if (message := _coverage_warning(scene)) is not None:
+    if (message := _coverage_warning(scene, extent is not None)) is not None:
         warn(message)
     if gsd is not None and not math.isclose(gsd, scene.pixel_size[0], rel_tol=0.01):
         scene.close()

@@ -69,7 +69,8 @@ def run_path_arguments(options: Any) -> list[PathArgument]:
         PathArgument("--output", paths.last, OUTPUT, derived="last-epoch model"),
         PathArgument("--output", paths.state, OUTPUT, derived="resume state"),
         PathArgument(log_option, paths.log_dir, FOLDER, derived=None if options.log_dir else "log folder"),
-        *(PathArgument(log_option, paths.log_dir / name, OUTPUT, derived=f"log file {name}") for name in LOG_FILES),
+        *(PathArgument(log_option, paths.log_dir / name, OUTPUT, derived=f"log file {name}", new_folder=True)
+          for name in LOG_FILES),
     ]
     return arguments
 
