@@ -66,6 +66,8 @@ def open_raster(path: str | Path, what: str) -> gdal.Dataset:
     try:
         dataset = gdal.Open(str(path))
     except RuntimeError as exc:
+        if Path(path).is_dir():
+            raise InputError(f"{what} {path} is a folder, not a raster; give the raster file itself.") from exc
         raise InputError(f"Cannot open {what.lower()} {path} as a raster ({exc}); export it as GeoTIFF.") from exc
     if dataset is None or dataset.RasterCount == 0:
         raise InputError(f"{what} {path} holds no raster band; choose a raster file.")
@@ -272,6 +274,8 @@ def read_labels(path: str | Path, grid: Any, class_names: list[str], class_color
     try:
         source = gdal.OpenEx(str(path), gdal.OF_RASTER | gdal.OF_VECTOR)
     except RuntimeError as exc:
+        if Path(path).is_dir():
+            raise InputError(f"Labels {path} are a folder; give the label raster or polygon file itself.") from exc
         raise InputError(f"Cannot open labels {path} ({exc}); use a GeoTIFF or a GeoPackage/Shapefile.") from exc
     if source.RasterCount > 0:
         labels = _read_raster(path, source, grid, class_colors)

@@ -18,11 +18,11 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mobanet.errors import InputError
-from mobanet.fileutil import nearest_folder
+from mobanet.fileutil import PARTIAL_NAME, nearest_folder
 from mobanet.wording import option
 
 INPUT, OUTPUT, FOLDER = "input", "output", "folder"
@@ -76,6 +76,11 @@ def _check_output_file(argument: PathArgument) -> None:
     if path.is_dir():
         example = path / f"result{argument.suffixes[0] if argument.suffixes else ''}"
         raise InputError(f"{name} is a folder; give a file name, e.g. {example}.")
+    if path.exists() and not path.is_file():
+        raise InputError(f"{name} is not a regular file (a device, pipe or socket); give a file name.")
+    if PARTIAL_NAME.match(path.name):
+        raise InputError(f"{name} has the form of mobanet's temporary files (.NAME.partial-PID); give another "
+                         "file name.")
     folder = path.parent if str(path.parent) else Path(".")
     if argument.new_folder and not folder.exists():
         folder = nearest_folder(folder)
@@ -102,7 +107,7 @@ def _check_output_folder(argument: PathArgument) -> None:
 
 def check_paths(arguments: Iterable[PathArgument], may_share: Iterable[tuple[str, str]] = ()) -> None:
     """Refuse clashing or unwritable paths (see module docstring); arguments with a None path are skipped."""
-    arguments = [a for a in arguments if a.path is not None and str(a.path)]
+    arguments = [replace(a, path=Path(a.path)) for a in arguments if a.path is not None and str(a.path)]
     compatible = {frozenset(pair) for pair in may_share}
     for argument in arguments:
         if argument.kind == OUTPUT:

@@ -104,3 +104,13 @@ def test_files_in_a_folder_the_command_creates(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(InputError, match=r"Cannot write --log-dir .*h.csv: .*file is a file, not a folder"):
         check_paths([PathArgument("--log-dir", tmp_path / "file" / "logs" / "h.csv", OUTPUT, new_folder=True)])
+
+
+def test_devices_and_temporary_names_are_not_outputs(tmp_path):
+    with pytest.raises(InputError, match=r"--json /dev/null is not a regular file \(a device, pipe or socket\)"):
+        check_paths([PathArgument("--json", "/dev/null", OUTPUT)])
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(InputError, match="not a regular file"):
+        check_paths([PathArgument("--report", tmp_path / "pipe", OUTPUT)])
+    with pytest.raises(InputError, match=r"has the form of mobanet's temporary files"):
+        check_paths([PathArgument("--output", tmp_path / ".x.partial-12.tif", OUTPUT)])

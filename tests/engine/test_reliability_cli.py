@@ -134,6 +134,31 @@ def test_a_full_disk_is_one_clear_error_and_leaves_nothing(tmp_path, scene, comm
     assert left == []
 
 
+def test_a_disk_filling_during_training_keeps_the_last_complete_epoch(tmp_path, scene):
+    """Epoch 1's files (about 28 MB) fit, epoch 2's do not beside them: epoch 1 stays whole and resumable."""
+    disk = tmp_path / "disk"
+    train = [*MOBANET, "train", "--optical", scene["optical"], "--dsm", scene["dsm"], "--labels", scene["labels"],
+             "--output", disk / "m.safetensors", "--epochs", "2", "--iterations", "1", "--batch-size", "2",
+             "--window", "56", "--device", "cpu", "--quiet"]
+    check = f"""
+import json, subprocess, sys
+from mobanet.train.state import load_state
+from mobanet.modelfile import read_card
+done = subprocess.run({[str(a) for a in train]!r}, capture_output=True, text=True)
+state = load_state(__import__("pathlib").Path({str(disk / "m.state.safetensors")!r}))
+print(json.dumps({{"code": done.returncode, "error": done.stderr.strip().splitlines()[-1], "epoch": state["epoch"],
+                  "last_epochs": read_card({str(disk / "m.last.safetensors")!r}).training["epochs_run"],
+                  "rows": len(json.load(open({str(disk / "m_logs" / "history.json")!r})))}}))
+"""
+    done, left = on_tmpfs(disk, [sys.executable, "-c", check], size_kb=36 * 1024, env=ENV, timeout=900)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.splitlines()[-1])
+    assert report["code"] == 2 and report["error"].startswith(f"error: Writing {disk}/")
+    assert "the disk is full" in report["error"]
+    assert (report["epoch"], report["last_epochs"], report["rows"]) == (1, 1, 1)  # epoch 1, consistent everywhere
+    assert left == ["m.last.safetensors", "m.safetensors", "m.state.safetensors", "m_logs"]
+
+
 # -- one path check: no argument names another's file; outputs are writable files of a known format ------------
 
 CLASHES = {
@@ -187,6 +212,19 @@ CLASHES = {
         lambda s, t: ["segment", "--optical", s["optical"], "--dsm", s["dsm"], "--mask", s["dsm"],
                       "--output", t / "x.tif"],
         "--dsm {dsm} and --mask {dsm} are the same file; give each its own file name."),
+    "optical is a folder": (
+        lambda s, t: ["segment", "--optical", t / "folder.tif", "--dsm", s["dsm"], "--output", t / "x.tif"],
+        "Optical raster {t}/folder.tif is a folder, not a raster; give the raster file itself."),
+    "weights are a folder": (
+        lambda s, t: ["train", "--optical", s["optical"], "--dsm", s["dsm"], "--labels", s["labels"],
+                      "--backbone", "dinov2_vits14", "--weights", t / "folder.tif", "--output", t / "m.safetensors"],
+        "Backbone weights {t}/folder.tif is a folder; give the weights file itself (a DINOv2 .pth or a timm "
+        ".safetensors)."),
+    "resume state is a folder": (
+        lambda s, t: ["train", "--optical", s["optical"], "--dsm", s["dsm"], "--labels", s["labels"],
+                      "--resume", t / "folder.tif", "--output", t / "m.safetensors"],
+        "--resume {t}/folder.tif is a folder; give the .state.safetensors file that an interrupted run left beside "
+        "its output."),
     "model is a folder": (
         lambda s, t: ["segment", "--optical", s["optical"], "--dsm", s["dsm"], "--model", t / "folder.tif",
                       "--output", t / "x.tif"],
@@ -373,6 +411,17 @@ def test_a_paletted_optical_raster_is_segmented_like_its_rgb_version(tmp_path, s
     segment(paletted, scene["dsm"], tmp_path / "from_palette.tif", device="cpu")
     segment(rgb, scene["dsm"], tmp_path / "from_rgb.tif", device="cpu")
     assert np.array_equal(raster(tmp_path / "from_palette.tif")[0], raster(tmp_path / "from_rgb.tif")[0])
+
+
+def test_resampling_to_a_much_finer_model_gsd_is_refused(tmp_path, scene, capsys):
+    from .test_card import setter, with_card
+
+    model = with_card(default_model_path(), tmp_path, setter("gsd", value=0.01))
+    code, err = run_cli(capsys, "segment", "--optical", scene["optical"], "--dsm", scene["dsm"], "--model", model,
+                        "--output", tmp_path / "out.tif", "--resample-to-model-gsd")
+    assert code == 2 and err == [f"error: The model {model} was trained at 0.01 m pixels, much finer than the 0.1 m "
+                                 f"of {scene['optical']}: predicting at its pixel size would take 100 times the work; "
+                                 "drop --resample-to-model-gsd or use a model trained near 0.1 m."]
 
 
 def test_a_negative_gsd_in_the_card_names_the_model_and_the_field(tmp_path, scene, capsys):

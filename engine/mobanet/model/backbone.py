@@ -108,6 +108,9 @@ def create_backbone(spec: BackboneSpec, weights: str | Path | None = None, pretr
     kwargs: dict[str, Any] = dict(num_classes=0, dynamic_img_size=True, **spec.overrides)
     if weights is not None:
         path = Path(weights)
+        if path.is_dir():
+            raise WeightsError(f"Backbone weights {path} is a folder; give the weights file itself (a DINOv2 .pth "
+                               "or a timm .safetensors).")
         if not path.is_file():
             raise WeightsError(f"Backbone weights file {path} does not exist; {missing_weights_message(spec)}")
         try:

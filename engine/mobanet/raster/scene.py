@@ -41,6 +41,8 @@ def _open_raster(path: str | Path, what: str) -> gdal.Dataset:
     try:
         dataset = gdal.Open(text)
     except RuntimeError as exc:
+        if Path(text).is_dir():
+            raise InputError(f"{what} {text} is a folder, not a raster; give the raster file itself.") from exc
         raise InputError(f"Cannot open {what} {text} as a raster ({exc}); the file may be corrupt or not a "
                          "raster. Check it with gdalinfo, or export it again as GeoTIFF.") from exc
     if dataset is None or dataset.RasterCount == 0:

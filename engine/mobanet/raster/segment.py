@@ -43,6 +43,7 @@ COPY_ROWS = 512  # rows per block when resampling model-grid results back onto t
 RASTER_SUFFIXES = (".tif", ".tiff")
 POLYGON_SUFFIXES = (".gpkg",)
 LOW_DSM_COVERAGE = 0.9  # warn when the DSM covers less of the scene than this
+MAX_UPSAMPLING = 4.0  # --resample-to-model-gsd: the model's pixels may be at most this many times finer
 
 
 def segment_paths(optical: Path, dsm: Path, output: Path, model: Path, weights: Path | None, mask: Path | None,
@@ -172,6 +173,11 @@ def segment(optical: str | Path, dsm: str | Path, output: str | Path, model: str
     coverage = scene.dsm_coverage
     if (message := _coverage_warning(scene, extent is not None)) is not None:
         warn(message)
+    if gsd is not None and scene.pixel_size[0] / gsd > MAX_UPSAMPLING:
+        raise InputError(f"The model {model_path} was trained at {gsd:g} m pixels, much finer than the "
+                         f"{scene.pixel_size[0]:g} m of {optical}: predicting at its pixel size would take "
+                         f"{(scene.pixel_size[0] / gsd) ** 2:,.0f} times the work; drop "
+                         f"{option('--resample-to-model-gsd')} or use a model trained near {scene.pixel_size[0]:g} m.")
     if gsd is not None and not math.isclose(gsd, scene.pixel_size[0], rel_tol=0.01):
         scene.close()
         scene = open_scene(optical, dsm, card, bands=bands, extent=extent, mask=mask, gsd=gsd)

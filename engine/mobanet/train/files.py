@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mobanet.errors import InputError
 from mobanet.pathcheck import FOLDER, OUTPUT, PathArgument, check_paths
+from mobanet.wording import option
 
 MODEL_SUFFIX = ".safetensors"
 LOG_FILES = ("history.csv", "history.json", "curves.png")
@@ -77,4 +79,7 @@ def run_path_arguments(options: Any) -> list[PathArgument]:
 
 def check_run_paths(options: Any) -> None:
     """Refuse clashing or unwritable paths of a run (see module docstring), before any work."""
+    if options.resume is not None and Path(options.resume).is_dir():
+        raise InputError(f"{option('--resume')} {options.resume} is a folder; give the .state.safetensors file that "
+                         "an interrupted run left beside its output.")
     check_paths(run_path_arguments(options), may_share=VALIDATION_PAIRS)

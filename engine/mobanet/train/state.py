@@ -60,8 +60,8 @@ def save_state(path: Path, state: dict[str, Any], outputs: OutputSet) -> None:
 def load_state(path: Path) -> dict[str, Any]:
     """Read a state written by `save_state`; a clear `InputError` for anything else."""
     if not path.is_file():
-        raise InputError(f"Resume state {path} does not exist; pass the .state.safetensors file that an "
-                         "interrupted `mobanet train` left beside its output.")
+        raise InputError(f"Resume state {path} {'is a folder' if path.is_dir() else 'does not exist'}; give the "
+                         ".state.safetensors file that an interrupted `mobanet train` left beside its output.")
     try:
         metadata = read_safetensors_header(path).metadata
         with safe_open(str(path), framework="pt") as handle:

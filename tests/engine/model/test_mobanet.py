@@ -207,7 +207,7 @@ def test_config_round_trip_and_bad_configs():
     assert MoBaNetConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ModelFileError, match="unknown keys"):
         MoBaNetConfig.from_dict({**config.to_dict(), "dropout": 0.3})
-    with pytest.raises(ModelFileError, match="fusion='max'"):
+    with pytest.raises(ModelFileError, match="field 'config.fusion' must be one of 'gated', 'mean', not 'max'"):
         MoBaNetConfig.from_dict({**config.to_dict(), "fusion": "max"})
     with pytest.raises(InputError, match="streams"):
         MoBaNetConfig(streams="triple")

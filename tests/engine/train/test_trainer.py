@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -163,7 +164,7 @@ def test_only_a_better_validation_miou_replaces_the_best_model(synthetic, tmp_pa
     stale = []
     for epoch, miou in enumerate([0.5, 0.4, 0.5, 0.6], start=1):
         trainer.epoch = epoch
-        trainer._end_of_epoch({}, {"miou": miou, "per_class": {}})
+        trainer._end_of_epoch({}, {"miou": miou, "per_class": {}}, [trainer._rank_state()], time.perf_counter())
         stale.append(trainer.stale_validations)
         assert read_card(output).training["best_epoch"] == trainer.best["epoch"]
     assert stale == [0, 1, 2, 0] and trainer.best["epoch"] == 4  # equal is not better: early stopping counts it
