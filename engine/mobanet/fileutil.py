@@ -307,13 +307,14 @@ class OutputSet:
                 moves = [(output.temp, output.final)]
                 moves += [(Path(f"{output.temp}{s}"), Path(f"{output.final}{s}")) for s in output.sidecars]
                 for temp, final in moves:
-                    backup = self._backup(final) if final.exists() else None
                     if temp.exists():
+                        backup = self._backup(final) if final.exists() else None
                         os.replace(temp, final)
                         done.append(_Renamed(final, backup))
-                    elif backup is not None:  # a sidecar of the replaced file that the new file does not have
-                        os.unlink(final)
-                        done.append(_Renamed(final, backup))
+                    elif final.exists():  # a sidecar of the replaced file that the new file does not have
+                        aside = self._backup_name(final)
+                        os.replace(final, aside)
+                        done.append(_Renamed(final, aside))
             for folder in {o.final.parent for o in self.outputs}:
                 with contextlib.suppress(OSError):
                     _fsync(folder)
@@ -334,11 +335,16 @@ class OutputSet:
                     os.unlink(renamed.backup)
 
     @staticmethod
-    def _backup(final: Path) -> Path | None:
-        """A hard link to the file about to be replaced (None where the file system has no hard links)."""
+    def _backup_name(final: Path) -> Path:
         backup = final.with_name(f".{final.name}.partial-{os.getpid()}.previous")
         with contextlib.suppress(FileNotFoundError):
             os.unlink(backup)
+        return backup
+
+    @classmethod
+    def _backup(cls, final: Path) -> Path | None:
+        """A hard link to the file about to be replaced (None where the file system has no hard links)."""
+        backup = cls._backup_name(final)
         try:
             os.link(final, backup)
         except OSError:
@@ -377,3 +383,10 @@ def atomic_output(path: str | os.PathLike, sidecars: tuple[str, ...] = GDAL_SIDE
     """A set of one file: yields its temporary path, renamed onto ``path`` when the block succeeds."""
     with OutputSet() as outputs:
         yield outputs.add(path, sidecars=sidecars).temp
+
+
+def check_writable(path: str | os.PathLike, inputs: tuple[str | os.PathLike, ...] = ()) -> Path:
+    """The single-output path check, kept here for existing callers: see `mobanet.pathcheck.check_paths`."""
+    from mobanet.pathcheck import check_writable as check  # pathcheck builds on this module
+
+    return check(path, inputs)

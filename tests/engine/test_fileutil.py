@@ -67,15 +67,19 @@ def test_a_file_changed_after_writing_fails_verification(tmp_path):
 
 def test_a_failing_rename_puts_every_previous_file_back(tmp_path):
     (tmp_path / "main.txt").write_text("old main")
+    (tmp_path / "x.tif").write_text("old raster")
+    (tmp_path / "x.tif.ovr").write_text("old overviews")
     (tmp_path / "blocked").mkdir()  # a non-empty folder cannot be replaced by a file
     (tmp_path / "blocked" / "inside").write_text("x")
     with pytest.raises(OutputError, match="blocked"):
         with OutputSet() as outputs:
             outputs.write_text(tmp_path / "blocked", "new")  # renamed last (added first)
             outputs.write_text(tmp_path / "main.txt", "new main")
+            outputs.add(tmp_path / "x.tif", sidecars=GDAL_SIDECARS).temp.write_text("new raster, no overviews")
             outputs.write_text(tmp_path / "new.txt", "new")
-    assert listing(tmp_path) == ["blocked", "main.txt"]
-    assert (tmp_path / "main.txt").read_text() == "old main"
+    assert listing(tmp_path) == ["blocked", "main.txt", "x.tif", "x.tif.ovr"]
+    assert [(tmp_path / n).read_text() for n in ("main.txt", "x.tif", "x.tif.ovr")] == \
+        ["old main", "old raster", "old overviews"]
 
 
 def test_missing_folders_are_created_at_commit_only(tmp_path):

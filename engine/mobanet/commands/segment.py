@@ -38,7 +38,9 @@ def register(subparsers: argparse._SubParsersAction, parents: list[argparse.Argu
                         help="backbone weights, for model files that hold only the trained adapter")
     parser.add_argument("--bands", type=band_list, metavar="1,2,3",
                         help="optical band numbers in R,G,B order (default: the model card's)")
-    parser.add_argument("--window", type=int, metavar="N", help="window size in pixels (default: the model's)")
+    parser.add_argument("--window", type=int, metavar="N",
+                        help="window size in pixels (default: the model's); at most 64 patches (896 px) and no "
+                             "larger than the scene")
     parser.add_argument("--overlap", type=float, default=0.5, metavar="F", help="window overlap fraction")
     parser.add_argument("--batch-size", type=int, default=4, metavar="N", help="windows per model call")
     parser.add_argument("--device", default="auto", metavar="auto|cpu|cuda:0", help="where the model runs")

@@ -31,6 +31,7 @@ ogr.UseExceptions()
 osr.UseExceptions()
 
 GDAL_CACHE_BYTES = 256 * 1024 * 1024  # GDAL's default (5 % of RAM) would dominate resident memory
+LOW_DSM_COVERAGE = 0.9  # warn when the DSM covers less of the scene than this
 
 
 def _open_raster(path: str | Path, what: str) -> gdal.Dataset:
@@ -317,6 +318,15 @@ def _coverage(inner: tuple[float, float, float, float], outer: tuple[float, floa
     height = min(inner[3], outer[3]) - max(inner[1], outer[1])
     area = (outer[2] - outer[0]) * (outer[3] - outer[1])
     return max(width, 0.0) * max(height, 0.0) / area if area > 0 else 0.0
+
+
+def coverage_warning(scene: Scene, extent: bool = False) -> str | None:
+    """What to tell the user when the DSM covers little of the scene (the rest gets no class), else None."""
+    if scene.dsm_coverage >= LOW_DSM_COVERAGE:
+        return None
+    return (f"The DSM {scene.dsm_path} covers only {100 * scene.dsm_coverage:.1f} % of the optical raster "
+            f"{scene.optical_path}{' inside the extent' if extent else ''}; the rest gets no class (nodata). Give a "
+            "DSM of the whole area.")
 
 
 def open_scene(optical: str | Path, dsm: str | Path, card: ModelCard, bands: list[int] | None = None,

@@ -27,7 +27,7 @@ from mobanet.pathcheck import OUTPUT, PathArgument, check_paths
 from mobanet.progress import Progress
 from mobanet.raster.blend import Block
 from mobanet.raster.predict import RunStats, WindowPredictor, predict_blocks, resolve_device, resolve_window
-from mobanet.raster.scene import Scene, aligned_source, open_scene
+from mobanet.raster.scene import Scene, aligned_source, coverage_warning, open_scene
 from mobanet.raster.writers import (
     BlockRaster,
     class_raster,
@@ -42,7 +42,6 @@ from mobanet.wording import option
 COPY_ROWS = 512  # rows per block when resampling model-grid results back onto the optical grid
 RASTER_SUFFIXES = (".tif", ".tiff")
 POLYGON_SUFFIXES = (".gpkg",)
-LOW_DSM_COVERAGE = 0.9  # warn when the DSM covers less of the scene than this
 MAX_UPSAMPLING = 4.0  # --resample-to-model-gsd: the model's pixels may be at most this many times finer
 
 
@@ -118,14 +117,6 @@ def _check_options(overlap: float, batch_size: int, min_area: float) -> None:
         raise InputError(f"{option('--min-area')} {min_area} must not be negative.")
 
 
-def _coverage_warning(scene: Scene, extent: bool) -> str | None:
-    if scene.dsm_coverage >= LOW_DSM_COVERAGE:
-        return None
-    return (f"The DSM {scene.dsm_path} covers only {100 * scene.dsm_coverage:.1f} % of the optical raster "
-            f"{scene.optical_path}{' inside the extent' if extent else ''}; the rest gets no class (nodata). Give a "
-            "DSM of the whole area.")
-
-
 def segment(optical: str | Path, dsm: str | Path, output: str | Path, model: str | Path | None = None,
             weights: str | Path | None = None, bands: list[int] | None = None, window: int | None = None,
             overlap: float = 0.5, batch_size: int = 4, device: str = "auto",
@@ -171,7 +162,7 @@ def segment(optical: str | Path, dsm: str | Path, output: str | Path, model: str
     for note in scene.notes:
         progress.info(note)
     coverage = scene.dsm_coverage
-    if (message := _coverage_warning(scene, extent is not None)) is not None:
+    if (message := coverage_warning(scene, extent is not None)) is not None:
         warn(message)
     if gsd is not None and scene.pixel_size[0] / gsd > MAX_UPSAMPLING:
         raise InputError(f"The model {model_path} was trained at {gsd:g} m pixels, much finer than the "

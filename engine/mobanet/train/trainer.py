@@ -50,6 +50,7 @@ from mobanet.modelfile import load_model, read_card, save_model
 from mobanet.progress import Progress
 from mobanet.raster import Scene, open_scene, predict_array
 from mobanet.raster.predict import max_window, resolve_window
+from mobanet.raster.scene import coverage_warning
 from mobanet.train.distributed import DistributedContext, setup_distributed
 from mobanet.train.files import RunPaths, check_run_paths, resume_paths
 from mobanet.train.logs import TrainingLog
@@ -265,6 +266,11 @@ class Trainer:
 
     def _open_labelled(self, files: SceneFiles) -> tuple[Scene, np.ndarray]:
         scene = open_scene(files.optical, files.dsm, self.card)
+        if self.context.is_main:
+            for note in scene.notes:
+                self.progress.info(note)
+            if (warning := coverage_warning(scene)) is not None:
+                self.progress.warning(warning)
         labels = read_labels(files.labels, scene, self.card.class_names, self.card.class_colors, files.class_field)
         if labels.shape != (scene.height, scene.width):
             raise InputError(f"Labels {files.labels} give a {labels.shape[1]} x {labels.shape[0]} grid but the "
