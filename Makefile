@@ -54,6 +54,7 @@ bench: install
 	$(PY) benchmarks/bench_model.py
 	$(PY) benchmarks/bench_segment.py
 	$(PY) benchmarks/bench_train.py
+	$(PY) benchmarks/bench_commit.py
 
 bench-ablation: install
 	$(PY) benchmarks/ablation.py
