@@ -10,11 +10,16 @@ STAMP  := $(VENV)/.mobanet-installed
 QGIS_PROCESS := tools/qgis_process
 export QT_QPA_PLATFORM ?= offscreen
 
+# make package / make wheelhouse need only a Python 3 with pip (not the project venv)
+SYSTEM_PYTHON ?= python3
+WHEELHOUSE ?= wheelhouse
+DEVICE ?= cpu
+
 SAMPLE := resources/sample
 DEMO_OUT := out/demo/sample_classes.tif
 DEFAULT_MODEL := resources/models/mobanet-demo-tiny.safetensors
 
-.PHONY: help install demo test test-ltr lint bench bench-ablation default-model sample package clean
+.PHONY: help install demo test test-ltr lint bench bench-ablation default-model sample package wheelhouse clean
 
 help:
 	@echo "make demo            set up, then segment the bundled sample with the default model (qgis_process)"
@@ -24,11 +29,12 @@ help:
 	@echo "make bench           speed and memory benchmarks (benchmarks/results/)"
 	@echo "make bench-ablation  the ablation benchmark on synthetic scenes"
 	@echo "make default-model   retrain the embedded default model (CPU, < 30 min)"
-	@echo "make package         build mobanet_qgis.zip for the QGIS plugin manager"
+	@echo "make package         build mobanet_qgis.zip for the QGIS plugin manager (from the tree alone, seconds)"
+	@echo "make wheelhouse      wheels for an offline mobanet:setup [PLATFORM=win_amd64 PYTHON_VERSION=3.12 DEVICE=cuda]"
 
 install: $(STAMP)
 
-$(STAMP): tools/install.sh requirements.txt engine/pyproject.toml
+$(STAMP): tools/install.sh requirements.txt engine/requirements.txt engine/pyproject.toml
 	tools/install.sh
 	@touch $@
 
@@ -65,8 +71,12 @@ default-model: install
 sample: install
 	$(VENV)/bin/mobanet synth --output-dir $(SAMPLE) --scenes 1 --size 1024 --seed 2026 --prefix sample
 
-package: install
-	$(PY) tools/build_package.py --output mobanet_qgis.zip
+package:
+	$(SYSTEM_PYTHON) tools/build_package.py --output mobanet_qgis.zip
+
+wheelhouse:
+	$(SYSTEM_PYTHON) tools/build_wheelhouse.py --output "$(WHEELHOUSE)" --device $(DEVICE) \
+	  $(if $(PLATFORM),--platform $(PLATFORM)) $(if $(PYTHON_VERSION),--python-version $(PYTHON_VERSION))
 
 clean:
-	rm -rf out build dist mobanet_qgis.zip .pytest_cache .ruff_cache
+	rm -rf out build dist mobanet_qgis.zip wheelhouse .pytest_cache .ruff_cache

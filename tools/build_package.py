@@ -1,10 +1,15 @@
 """Build mobanet_qgis.zip for the QGIS plugin manager.
 
 Layout: one top folder ``mobanet_qgis/`` holding the plugin, its
-``metadata.txt``, the engine (``mobanet_qgis/engine/mobanet``) and the
-resources it needs at run time (``mobanet_qgis/resources``: icons, styles and
-the embedded default model). No tests, caches or build leftovers. The engine
-finds ``resources/`` two folders above its package, as in the repository.
+``metadata.txt``, the engine (``mobanet_qgis/engine/mobanet``) with its pinned
+run-time requirements (``mobanet_qgis/engine/requirements.txt``, what
+``mobanet:setup`` installs) and the resources it needs at run time
+(``mobanet_qgis/resources``: icons, styles and the embedded default model). No
+tests, caches or build leftovers. The engine finds ``resources/`` two folders
+above its package, as in the repository.
+
+Built from the source tree alone with the standard library (any Python 3.9+):
+no virtual environment, nothing installed, nothing written outside the output.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ def package_members() -> list[tuple[Path, str]]:
     """(source file, name in the zip) for everything that goes in, sorted."""
     members = _files_under(ROOT / "mobanet_qgis", TOP)
     members += _files_under(ROOT / "engine" / "mobanet", f"{TOP}/engine/mobanet")
+    members.append((ROOT / "engine" / "requirements.txt", f"{TOP}/engine/requirements.txt"))
     for folder in RESOURCE_FOLDERS:
         members += _files_under(ROOT / "resources" / folder, f"{TOP}/resources/{folder}")
     members.append((ROOT / "LICENSE", f"{TOP}/LICENSE"))
