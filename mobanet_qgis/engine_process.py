@@ -12,9 +12,14 @@ Which Python runs the engine, first match wins:
 2. ``<repository>/.venv/bin/python`` when the plugin folder is the repository's
    ``mobanet_qgis/`` (``make install`` links it into the QGIS profile, so the
    link is resolved first);
-3. the engine bundled in the release zip (``<plugin>/engine/mobanet``), run by
-   ``$MOBANET_PYTHON`` or else ``python3`` from the PATH (that Python needs
-   torch, timm and GDAL).
+3. ``$MOBANET_PYTHON`` (a Python with torch, timm and GDAL, for scripts and servers);
+4. the engine environment that ``mobanet:setup`` ("MoBaNet -> Set up the engine")
+   built for this QGIS profile (``mobanet_qgis.engine_setup``).
+
+Whichever Python it is, the plugin's own engine (``<plugin>/engine/mobanet`` in
+the release zip) comes first on its PYTHONPATH, so plugin and engine always
+match. With none of them, every algorithm fails at once with one sentence
+that says to run the set-up.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import shutil
 import subprocess
 import sys
@@ -33,9 +39,20 @@ from typing import Any
 
 from qgis.core import QgsProcessingException, QgsProcessingFeedback
 
+from mobanet_qgis.engine_setup.environments import Location
+from mobanet_qgis.engine_setup.feedback import SetupError
+from mobanet_qgis.engine_setup.installer import staleness
+from mobanet_qgis.engine_setup.qgis_settings import engine_location
+from mobanet_qgis.engine_setup.sources import find_engine_source
+
 PLUGIN_DIR = Path(__file__).resolve().parent
 ENGINE_PYTHON_SETTING = "MOBANET_ENGINE_PYTHON"
+ENGINE_PYTHON_VARIABLE = "MOBANET_PYTHON"
 BUNDLED_ENGINE_DIR = PLUGIN_DIR / "engine"
+
+SET_UP_HINT = 'run "MoBaNet \N{RIGHTWARDS ARROW} Set up the engine" (`qgis_process run mobanet:setup`)'
+NOT_SET_UP = (f"The MoBaNet engine is not set up in this QGIS profile: {SET_UP_HINT} once, "
+              "then run this algorithm again.")
 
 # After a cancel the engine gets SIGTERM (it removes its partial outputs and
 # exits with 130); if it has not ended after this many seconds it is killed.
@@ -55,6 +72,7 @@ class EngineCommand:
     python: str
     env: dict[str, str] = field(default_factory=dict)
     source: str = ""
+    notice: str = ""  # a warning for the log, e.g. an environment set up for another plugin version
 
     def argv(self, command: str, arguments: list[str]) -> list[str]:
         return [self.python, "-m", "mobanet", command, *arguments, "--json-progress"]
@@ -75,6 +93,21 @@ def _venv_python(venv: Path) -> Path:
     return venv / "bin" / "python"
 
 
+def _setup_environment(env: dict[str, str]) -> EngineCommand | None:
+    """The engine environment that mobanet:setup made for this profile, when it is complete."""
+    environment = Location(engine_location()).active()
+    if environment is None:
+        return None
+    try:
+        stale = staleness(environment.stamp() or {}, find_engine_source(PLUGIN_DIR))
+    except SetupError:
+        stale = None
+    notice = f"The engine environment {environment.folder} may not fit this plugin: {stale}; {SET_UP_HINT}." \
+        if stale else ""
+    return EngineCommand(str(environment.python), {**env, "PYTHONNOUSERSITE": "1"},
+                         f"engine environment {environment.folder}", notice)
+
+
 def find_engine() -> EngineCommand:
     """The interpreter (and PYTHONPATH) that runs ``python -m mobanet``; see the module docstring."""
     env: dict[str, str] = {}
@@ -87,23 +120,27 @@ def find_engine() -> EngineCommand:
         if not Path(configured).is_file():
             raise QgsProcessingException(
                 f"The MoBaNet engine Python '{configured}' set in Processing -> Options -> Providers -> MoBaNet "
-                "does not exist. Point it at a Python with torch and the mobanet engine (the repository's "
-                ".venv/bin/python after `make install`), or clear it to find the engine automatically.")
+                f"does not exist: clear that setting and {SET_UP_HINT}, or point it at a Python with torch, timm "
+                "and GDAL.")
         return EngineCommand(configured, env, "Processing setting")
 
     repo_python = _venv_python(PLUGIN_DIR.parent / ".venv")
     if repo_python.is_file():
         return EngineCommand(str(repo_python), env, "repository .venv")
 
-    if env:
-        bundled_python = os.environ.get("MOBANET_PYTHON") or shutil.which("python3") or shutil.which("python")
-        if bundled_python:
-            return EngineCommand(bundled_python, env, "bundled engine")
+    variable = os.environ.get(ENGINE_PYTHON_VARIABLE, "").strip()
+    if variable:
+        if not Path(variable).is_file() and not shutil.which(variable):
+            raise QgsProcessingException(
+                f"The MoBaNet engine Python '{variable}' named by the environment variable {ENGINE_PYTHON_VARIABLE} "
+                f"does not exist: unset {ENGINE_PYTHON_VARIABLE} and {SET_UP_HINT}, or point it at a Python with "
+                "torch, timm and GDAL.")
+        return EngineCommand(variable, env, f"environment variable {ENGINE_PYTHON_VARIABLE}")
 
-    raise QgsProcessingException(
-        "The MoBaNet engine was not found. Run `make install` in the mobanet-qgis repository (it creates "
-        ".venv with the engine), or set Processing -> Options -> Providers -> MoBaNet -> Engine Python "
-        "to a Python that has torch, timm, GDAL and the mobanet engine installed.")
+    set_up = _setup_environment(env)
+    if set_up is not None:
+        return set_up
+    raise QgsProcessingException(NOT_SET_UP)
 
 
 def _read_lines(stream: Any, name: str, sink: queue.Queue) -> None:
@@ -195,14 +232,17 @@ class EngineRun:
         env["PYTHONIOENCODING"] = "utf-8"
         self.feedback.pushCommandInfo(" ".join(_quote(a) for a in argv))
         self.feedback.pushDebugInfo(f"Engine Python from the {self.engine.source}: {self.engine.python}")
+        if self.engine.notice:
+            self.feedback.pushWarning(self.engine.notice)
         try:
             # Same process group: a Ctrl-C on a terminal running qgis_process reaches the engine too.
             process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                        env=env, text=True, encoding="utf-8", errors="replace", bufsize=1)
         except OSError as exc:
             raise QgsProcessingException(
-                f"Could not start the MoBaNet engine with '{self.engine.python}': {exc}. Check Processing -> "
-                "Options -> Providers -> MoBaNet -> Engine Python.") from exc
+                f"Could not start the MoBaNet engine with '{self.engine.python}' (from the {self.engine.source}): "
+                f"{exc}; {SET_UP_HINT}, or check Processing -> Options -> Providers -> MoBaNet -> Engine "
+                "Python.") from exc
         self.pid = process.pid
         self.feedback.pushDebugInfo(f"Engine process {process.pid} started")
         return process
@@ -282,13 +322,25 @@ class EngineRun:
             if returncode == EXIT_USER_ERROR or self.error.get("kind") not in (None, "InternalError"):
                 return message
             return f"{message}\n{self._stderr_hint()}".rstrip()
-        if any("ModuleNotFoundError" in line or "No module named" in line for line in self.stderr_tail):
-            return (f"The engine Python '{self.engine.python}' (from the {self.engine.source}) lacks a module it "
-                    "needs. Set Processing -> Options -> Providers -> MoBaNet -> Engine Python (or the environment "
-                    "variable MOBANET_PYTHON for the bundled engine) to a Python with torch, timm, numpy and GDAL, "
-                    f"e.g. the repository's .venv/bin/python after `make install`. {self._stderr_hint()}").rstrip()
+        missing = _missing_module(self.stderr_tail)
+        if missing:
+            return (f"The engine Python '{self.engine.python}' (from the {self.engine.source}) lacks the module "
+                    f"'{missing}': {SET_UP_HINT}, or set Processing -> Options -> Providers -> MoBaNet -> Engine "
+                    "Python to a Python that has torch, timm, numpy, GDAL and the mobanet engine.")
         return (f"MoBaNet {self.command} failed (engine exit code {returncode}) without an error message. "
                 f"{self._stderr_hint()}").rstrip()
+
+
+_MISSING_MODULE = re.compile(r"No module named '?([A-Za-z0-9_.]+)'?")
+
+
+def _missing_module(stderr: deque[str] | list[str]) -> str | None:
+    """The module in the first "No module named X" of the engine's stderr (ModuleNotFoundError or `-m`)."""
+    for line in stderr:
+        match = _MISSING_MODULE.search(line)
+        if match:
+            return match.group(1)
+    return None
 
 
 def _quote(argument: str) -> str:

@@ -9,6 +9,7 @@ from qgis.PyQt.QtGui import QIcon
 
 from mobanet_qgis.algorithms.evaluate import EvaluateAlgorithm
 from mobanet_qgis.algorithms.segment import SegmentAlgorithm
+from mobanet_qgis.algorithms.setup import SetupAlgorithm
 from mobanet_qgis.algorithms.train import TrainAlgorithm
 from mobanet_qgis.engine_process import ENGINE_PYTHON_SETTING
 
@@ -29,7 +30,7 @@ def _processing_config() -> tuple[type, type] | None:
 
 
 class MobanetProvider(QgsProcessingProvider):
-    """Segment, train and evaluate with MoBaNet; each algorithm runs the engine as a separate process."""
+    """Segment, train and evaluate with MoBaNet (each runs the engine as a separate process); set up the engine."""
 
     def id(self) -> str:
         return "mobanet"
@@ -53,7 +54,7 @@ class MobanetProvider(QgsProcessingProvider):
             processing_config.settingIcons[self.name()] = self.icon()
             processing_config.addSetting(setting(
                 self.name(), ENGINE_PYTHON_SETTING,
-                "Engine Python (with torch and the mobanet engine; empty = find it automatically)",
+                "Engine Python (with torch, timm and GDAL; empty = the one 'Set up the engine' made)",
                 "", valuetype=setting.FILE))
             processing_config.readSettings()
         self.refreshAlgorithms()
@@ -65,7 +66,7 @@ class MobanetProvider(QgsProcessingProvider):
             config[0].removeSetting(ENGINE_PYTHON_SETTING)
 
     def loadAlgorithms(self) -> None:
-        for algorithm in (SegmentAlgorithm(), TrainAlgorithm(), EvaluateAlgorithm()):
+        for algorithm in (SegmentAlgorithm(), TrainAlgorithm(), EvaluateAlgorithm(), SetupAlgorithm()):
             self.addAlgorithm(algorithm)
 
     def supportedOutputRasterLayerExtensions(self) -> list[str]:

@@ -37,7 +37,7 @@ from mobanet_qgis.compat import (
     RasterInterfaceCapability,
     set_creation_options,
 )
-from mobanet_qgis.engine_process import run_engine
+from mobanet_qgis.engine_process import EngineCommand, EngineRun, find_engine
 
 # A layer without a native pixel grid (WMS, WCS) is rendered to a GeoTIFF of at
 # most this many pixels a side before the engine sees it.
@@ -143,20 +143,14 @@ def layer_file(layer: QgsMapLayer, name: str, context: QgsProcessingContext, fee
     raise QgsProcessingException(f"The layer '{layer.name()}' ({name}) is neither a raster nor a vector layer.")
 
 
-class MobanetAlgorithm(QgsProcessingAlgorithm):
-    """Base of the MoBaNet algorithms: group, icon, per-parameter help and the engine call."""
-
-    #: Engine sub-command, e.g. "segment".
-    COMMAND = ""
+class MobanetHelp(QgsProcessingAlgorithm):
+    """What every MoBaNet algorithm shows: group, icon, and help for each parameter."""
 
     def __init__(self):
         super().__init__()
         self._help: dict[str, str] = {}
 
     # -- identity ---------------------------------------------------------------------------
-    def name(self) -> str:
-        return self.COMMAND
-
     def group(self) -> str:
         return ""
 
@@ -195,13 +189,38 @@ class MobanetAlgorithm(QgsProcessingAlgorithm):
     def helpString(self) -> str:
         return self.shortHelpString()
 
+
+class MobanetAlgorithm(MobanetHelp):
+    """Base of the algorithms that run an engine command: finds the engine first, then `process` runs it."""
+
+    #: Engine sub-command, e.g. "segment".
+    COMMAND = ""
+
+    def __init__(self):
+        super().__init__()
+        self._engine: EngineCommand | None = None
+
+    def name(self) -> str:
+        return self.COMMAND
+
+    def processAlgorithm(self, parameters: dict[str, Any], context: QgsProcessingContext,
+                         feedback: QgsProcessingFeedback) -> dict[str, Any]:
+        # Without an engine, fail at once with the sentence that names the fix, before any layer is exported.
+        self._engine = find_engine()
+        return self.process(parameters, context, feedback)
+
+    def process(self, parameters: dict[str, Any], context: QgsProcessingContext,
+                feedback: QgsProcessingFeedback) -> dict[str, Any]:
+        """The algorithm's own work: turn parameters into engine arguments, `run_engine`, return the results."""
+        raise NotImplementedError
+
     # -- running ----------------------------------------------------------------------------
     def device_argument(self, parameters: dict[str, Any], name: str, context: QgsProcessingContext) -> str:
         return DEVICES[self.parameterAsEnum(parameters, name, context)]
 
     def run_engine(self, arguments: list[str], feedback: QgsProcessingFeedback,
                    outputs: list[str]) -> dict[str, Any]:
-        return run_engine(self.COMMAND, arguments, feedback, outputs)
+        return EngineRun(self.COMMAND, arguments, feedback, outputs, self._engine).run()
 
     def raster_argument(self, parameters: dict[str, Any], name: str, context: QgsProcessingContext,
                         feedback: QgsProcessingFeedback, pixel_size: float | None = None) -> str:

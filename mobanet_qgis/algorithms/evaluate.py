@@ -64,8 +64,8 @@ class EvaluateAlgorithm(MobanetAlgorithm):
         for name, (_, description) in SCORES.items():
             self.addOutput(QgsProcessingOutputNumber(name, description))
 
-    def processAlgorithm(self, parameters: dict[str, Any], context: QgsProcessingContext,
-                         feedback: QgsProcessingFeedback) -> dict[str, Any]:
+    def process(self, parameters: dict[str, Any], context: QgsProcessingContext,
+                feedback: QgsProcessingFeedback) -> dict[str, Any]:
         prediction = self.raster_argument(parameters, "PREDICTION", context, feedback)
         reference = self.raster_argument(parameters, "REFERENCE", context, feedback)
         arguments = ["--prediction", prediction, "--reference", reference]

@@ -130,8 +130,8 @@ class SegmentAlgorithm(MobanetAlgorithm):
             "Land-cover polygons smaller than this area (square units of the optical CRS, e.g. m²) are dropped. "
             "Used only when land-cover polygons are written.", advanced=True)
 
-    def processAlgorithm(self, parameters: dict[str, Any], context: QgsProcessingContext,
-                         feedback: QgsProcessingFeedback) -> dict[str, Any]:
+    def process(self, parameters: dict[str, Any], context: QgsProcessingContext,
+                feedback: QgsProcessingFeedback) -> dict[str, Any]:
         optical_layer = self.parameterAsRasterLayer(parameters, "OPTICAL", context)
         if optical_layer is None:
             raise QgsProcessingException(self.invalidRasterError(parameters, "OPTICAL"))

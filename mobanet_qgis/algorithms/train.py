@@ -137,8 +137,8 @@ class TrainAlgorithm(MobanetAlgorithm):
         return [[layer_file(layer, f"{name}_{k + 1}", context, feedback) for k, layer in enumerate(layers)]
                 for name, layers in zip(names, lists, strict=True)]
 
-    def processAlgorithm(self, parameters: dict[str, Any], context: QgsProcessingContext,
-                         feedback: QgsProcessingFeedback) -> dict[str, Any]:
+    def process(self, parameters: dict[str, Any], context: QgsProcessingContext,
+                feedback: QgsProcessingFeedback) -> dict[str, Any]:
         optical, dsm, labels = self._scene_files(parameters, SCENE_INPUTS, context, feedback)
         if not optical:
             raise QgsProcessingException("Give at least one training scene (optical, DSM and labels).")
