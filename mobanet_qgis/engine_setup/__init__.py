@@ -16,6 +16,11 @@ One module a job, in the order a set-up uses them:
 - ``pip_runner``: runs pip, streams its output and progress, stops it on cancel;
 - ``engine_wheel``: the engine's code as a wheel that pip installs (no build tools needed);
 - ``environments``: the folder layout: environments built aside, the active one, a lock;
-- ``check``: imports the engine in an environment and reports versions, CUDA and GPU;
-- ``installer``: decides what to do (nothing, upgrade the engine, build aside) and does it.
+- ``check`` (running ``check_script`` in the environment): imports the engine there and reports
+  versions, CUDA and GPU;
+- ``installer``: decides what to do (nothing, upgrade the engine, build aside) and does it;
+- ``qgis_settings``: the one module that asks QGIS (profile folder, remembered LOCATION, proxy).
+
+``mobanet_qgis/algorithms/setup.py`` is the Processing algorithm on top, and
+``mobanet_qgis/engine_process.py`` finds the environment for the other algorithms.
 """

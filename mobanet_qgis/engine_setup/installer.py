@@ -43,6 +43,9 @@ from mobanet_qgis.engine_setup.torch_build import TorchPlan, detect_nvidia_gpus,
 
 PIP_MINIMUM = "24.2"  # raw progress lines, and the system's certificate store (truststore) by default
 WHEELHOUSE_MANIFEST = "wheelhouse.json"
+# PyTorch's own index is tried with little patience when pip's index can stand in for it: a firewall that
+# drops packets would otherwise hold the set-up for pip's full retries x timeout before the fall-back.
+OPTIONAL_INDEX_PATIENCE = ["--retries", "1", "--timeout", "20"]
 CONSTRAINTS_FILE = "constraints.txt"
 # Disk a build needs (pip unpacks beside what it installs): a CUDA torch takes about 6 GB, a CPU one 1 GB.
 # On Linux a CPU build may fall back to PyPI's torch, which is the CUDA build.
@@ -265,6 +268,8 @@ class Installer:
         band = ProgressBand(self.feedback, 8, 75)
         what = " and ".join(requirements.torch)
         index_options = ["--index-url", plan.index_url] if plan.index_url and not self.request.wheelhouse else []
+        if index_options and plan.fallback:
+            index_options += OPTIONAL_INDEX_PATIENCE
         self.feedback.setProgressText(f"Installing {what}")
         try:
             progress = pip_install(python, [*requirements.torch, *index_options, *source_options], env,
