@@ -15,7 +15,9 @@ QGIS_PYTHON = "/usr/share/qgis/python"
 @pytest.fixture(scope="module")
 def package(tmp_path_factory) -> Path:
     output = tmp_path_factory.mktemp("package") / "mobanet_qgis.zip"
-    subprocess.run([sys.executable, str(ROOT / "tools" / "build_package.py"), "--output", str(output)], check=True)
+    # -I -S: no site-packages at all, so the builder provably needs nothing but the standard library
+    subprocess.run([sys.executable, "-I", "-S", str(ROOT / "tools" / "build_package.py"), "--output", str(output)],
+                   check=True)
     return output
 
 
@@ -26,10 +28,20 @@ def test_zip_has_one_top_folder_with_metadata_engine_and_model(package):
     assert "mobanet_qgis/__init__.py" in names
     assert "mobanet_qgis/engine/mobanet/__init__.py" in names
     assert "mobanet_qgis/engine/mobanet/model/mobanet.py" in names
+    assert "mobanet_qgis/engine/requirements.txt" in names  # what mobanet:setup installs
+    assert "mobanet_qgis/engine_setup/check_script.py" in names
     assert "mobanet_qgis/resources/models/mobanet-demo-tiny.safetensors" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc") or "/tests/" in n]
     # QGIS's "install from ZIP" takes the folder of the shortest metadata.txt path as the plugin name
     assert sorted(n for n in names if n.endswith("metadata.txt"))[0] == "mobanet_qgis/metadata.txt"
+
+
+def test_make_package_builds_from_the_tree_alone():
+    """No `make install`, venv or pip behind `make package`: only the standard-library builder runs."""
+    planned = subprocess.run(["make", "-n", "-B", "package"], cwd=ROOT, capture_output=True, text=True, check=True)
+    commands = [line for line in planned.stdout.splitlines() if line.strip()]
+    assert len(commands) == 1 and "tools/build_package.py" in commands[0], commands
+    assert ".venv" not in commands[0]
 
 
 def test_zip_is_reproducible(package, tmp_path):
@@ -74,7 +86,7 @@ def test_qgis_plugin_installer_accepts_and_loads_the_zip(package, tmp_path):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
                             env={"QT_QPA_PLATFORM": "offscreen", "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stdout + result.stderr
-    for algorithm in ("mobanet:segment", "mobanet:train", "mobanet:evaluate"):
+    for algorithm in ("mobanet:segment", "mobanet:train", "mobanet:evaluate", "mobanet:setup"):
         assert algorithm in result.stdout
 
 

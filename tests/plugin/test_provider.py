@@ -18,7 +18,7 @@ def test_provider_is_registered_with_name_and_icon(mobanet_provider):
     assert not mobanet_provider.icon().isNull()
     assert Path(mobanet_provider.svgIconPath()).is_file()
     assert sorted(a.id() for a in mobanet_provider.algorithms()) == [
-        "mobanet:evaluate", "mobanet:segment", "mobanet:train"]
+        "mobanet:evaluate", "mobanet:segment", "mobanet:setup", "mobanet:train"]
     assert mobanet_provider.supportedOutputRasterLayerExtensions() == ["tif"]
 
 
@@ -72,7 +72,21 @@ def test_evaluate_parameters_and_number_outputs(mobanet_provider):
     assert outputs["OUTPUT_HTML"] == "outputHtml"
 
 
-@pytest.mark.parametrize("algorithm_id", ["mobanet:segment", "mobanet:train", "mobanet:evaluate"])
+def test_setup_parameters_are_all_optional_and_outputs_report_the_environment(mobanet_provider):
+    algorithm, params = _parameters("mobanet:setup")
+    assert set(params) == {"LOCATION", "DEVICE", "INDEX_URL", "WHEELHOUSE", "REBUILD"}
+    for name, parameter in params.items():
+        assert parameter.flags() & parameter.FlagOptional or parameter.defaultValue() is not None, name
+    assert params["DEVICE"].options()[params["DEVICE"].defaultValue()].startswith("Automatic")
+    assert len(params["DEVICE"].options()) == 3 and params["REBUILD"].defaultValue() is False
+    assert params["LOCATION"].behavior() == params["WHEELHOUSE"].behavior() == params["LOCATION"].Folder
+    outputs = {o.name(): o.type() for o in algorithm.outputDefinitions()}
+    assert outputs["CUDA_AVAILABLE"] == "outputBoolean" and outputs["FREE_DISK_GB"] == "outputNumber"
+    assert {"ENVIRONMENT", "PYTHON", "ENGINE_VERSION", "PYTHON_VERSION", "TORCH_VERSION", "GPU", "TIMM_VERSION",
+            "GDAL_VERSION"} <= set(outputs)
+
+
+@pytest.mark.parametrize("algorithm_id", ["mobanet:segment", "mobanet:train", "mobanet:evaluate", "mobanet:setup"])
 def test_every_parameter_has_help(mobanet_provider, algorithm_id):
     algorithm, params = _parameters(algorithm_id)
     help_html = algorithm.shortHelpString()
@@ -123,7 +137,7 @@ def test_engine_python_found_in_repository_venv_or_processing_setting(mobanet_pr
 
 
 def test_engine_python_without_the_engine_says_how_to_fix_it(mobanet_provider, scene, tmp_path):
-    """The system Python has neither torch nor mobanet: the message points at the setting."""
+    """The system Python has neither torch nor mobanet: one sentence names the module and the set-up."""
     import processing
     from processing.core.ProcessingConfig import ProcessingConfig
     from qgis.core import QgsProcessingException
@@ -140,5 +154,7 @@ def test_engine_python_without_the_engine_says_how_to_fix_it(mobanet_provider, s
     finally:
         setting.value = saved
     message = str(raised.value)
-    assert "'/usr/bin/python3'" in message and "Engine Python" in message and "No module named" in message
+    assert "'/usr/bin/python3'" in message and "Engine Python" in message
+    assert "lacks the module 'mobanet'" in message and "mobanet:setup" in message
+    assert "Traceback" not in message and "\n" not in message
     assert not (tmp_path / "scores.json").exists()
