@@ -33,6 +33,7 @@ BEFORE_QGIS_3_36: dict[str, tuple[str, str, dict[str, str]]] = {
         "Advanced": "FlagAdvanced", "Optional": "FlagOptional"}),
     "RasterInterfaceCapability": ("QgsRasterInterface", "Capability", {"Size": "Size"}),
     "RasterFileWriterResult": ("QgsRasterFileWriter", "WriterError", {"Success": "NoError"}),
+    "ProcessingFileParameterBehavior": ("QgsProcessingParameterFile", "Behavior", {"File": "File", "Folder": "Folder"}),
 }
 
 
@@ -54,6 +55,7 @@ ProcessingNumberParameterType = qgis_enum("ProcessingNumberParameterType")
 ProcessingParameterFlag = qgis_enum("ProcessingParameterFlag")
 RasterInterfaceCapability = qgis_enum("RasterInterfaceCapability")
 RasterFileWriterResult = qgis_enum("RasterFileWriterResult")
+ProcessingFileParameterBehavior = qgis_enum("ProcessingFileParameterBehavior")
 
 
 def set_creation_options(writer: QgsRasterFileWriter, options: list[str]) -> None:

@@ -27,13 +27,13 @@ from qgis.core import (
 )
 
 from mobanet_qgis.algorithms.base import MobanetHelp
+from mobanet_qgis.compat import ProcessingFileParameterBehavior
 from mobanet_qgis.engine_setup.feedback import SetupError
 from mobanet_qgis.engine_setup.installer import SetupRequest, SetupResult, run_setup
 from mobanet_qgis.engine_setup.qgis_settings import engine_location, qgis_proxy, remember_location
 from mobanet_qgis.engine_setup.torch_build import CUDA_INDEX, DEVICES
 
-# The Qt5-era enum form, written once (QGIS 3.36+ also has Qgis.ProcessingFileParameterBehavior.Folder).
-FOLDER = QgsProcessingParameterFile.Folder
+FOLDER = ProcessingFileParameterBehavior.Folder
 DEVICE_LABELS = ("Automatic: the CUDA build when an NVIDIA GPU is found, else the CPU build",
                  "CPU build (smaller; no GPU)", "CUDA build (NVIDIA GPU)")
 
