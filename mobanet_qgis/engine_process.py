@@ -348,11 +348,12 @@ def _quote(argument: str) -> str:
 
 
 def run_engine(command: str, arguments: list[str], feedback: QgsProcessingFeedback | None,
-               outputs: list[str] | None = None) -> dict[str, Any]:
+               outputs: list[str] | None = None, engine: EngineCommand | None = None) -> dict[str, Any]:
     """Run ``python -m mobanet COMMAND ARGUMENTS --json-progress``; return its result or raise.
 
-    Raises QgsProcessingException with the engine's own message on errors, and
-    after a cancel (then the new `outputs` are removed).
+    `engine` is the one `find_engine` gave (found again when None). Raises
+    QgsProcessingException with the engine's own message on errors, and after
+    a cancel (then the new `outputs` are removed).
     """
-    return EngineRun(command, arguments, feedback, outputs).run()
+    return EngineRun(command, arguments, feedback, outputs, engine).run()
 

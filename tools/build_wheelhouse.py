@@ -21,6 +21,7 @@ import json
 import platform as host_platform
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -79,8 +80,14 @@ def main() -> None:
         print(f"warning: {plan.index_url} failed; downloading torch from pip's own index instead", flush=True)
         if pip_download(requirements.torch, args.output, target, []) != 0:
             raise SystemExit(f"pip could not download {' '.join(requirements.torch)}")
-    if pip_download([*requirements.others, f"pip>={PIP_MINIMUM}"], args.output, target, []) != 0:
-        raise SystemExit("pip could not download the engine's other requirements")
+    # The other requirements depend on torch too (timm): hold them to the torch already downloaded, which
+    # --find-links offers (a CPU build from PyTorch's index carries a +cpu label that pip's index lacks).
+    with tempfile.TemporaryDirectory() as folder:
+        constraints = Path(folder) / "torch-constraints.txt"
+        constraints.write_text("\n".join(requirements.torch) + "\n", encoding="utf-8")
+        pinned = ["-c", str(constraints), "--find-links", str(args.output)]
+        if pip_download([*requirements.others, f"pip>={PIP_MINIMUM}"], args.output, target, pinned) != 0:
+            raise SystemExit("pip could not download the engine's other requirements")
 
     manifest = {"python_version": python_version, "platforms": args.platform or [host_platform.platform()],
                 "device": args.device, "requirements_sha256": requirements.sha256,
@@ -88,7 +95,7 @@ def main() -> None:
     (args.output / WHEELHOUSE_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     wheels = sorted(args.output.glob("*.whl"))
     size = sum(path.stat().st_size for path in wheels)
-    print(f"{args.output}: {len(wheels)} wheels, {size / 1e9:.2f} GB, for Python {python_version} "
+    print(f"{args.output}: {len(wheels)} wheels, {size / 1024 ** 3:.2f} GB, for Python {python_version} "
           f"({', '.join(manifest['platforms'])}, {args.device})")
 
 

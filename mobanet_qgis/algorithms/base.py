@@ -37,7 +37,7 @@ from mobanet_qgis.compat import (
     RasterInterfaceCapability,
     set_creation_options,
 )
-from mobanet_qgis.engine_process import EngineCommand, EngineRun, find_engine
+from mobanet_qgis.engine_process import EngineCommand, find_engine, run_engine
 
 # A layer without a native pixel grid (WMS, WCS) is rendered to a GeoTIFF of at
 # most this many pixels a side before the engine sees it.
@@ -220,7 +220,7 @@ class MobanetAlgorithm(MobanetHelp):
 
     def run_engine(self, arguments: list[str], feedback: QgsProcessingFeedback,
                    outputs: list[str]) -> dict[str, Any]:
-        return EngineRun(self.COMMAND, arguments, feedback, outputs, self._engine).run()
+        return run_engine(self.COMMAND, arguments, feedback, outputs, self._engine)
 
     def raster_argument(self, parameters: dict[str, Any], name: str, context: QgsProcessingContext,
                         feedback: QgsProcessingFeedback, pixel_size: float | None = None) -> str:

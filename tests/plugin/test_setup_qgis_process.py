@@ -194,6 +194,10 @@ def wheelhouse(profile) -> Path:
     assert made.returncode == 0, made.stdout[-3000:] + made.stderr[-3000:]
     assert json.loads((folder / "wheelhouse.json").read_text())["python_version"] == (
         f"{sys.version_info[0]}.{sys.version_info[1]}")
+    projects = [wheel.name.split("-")[0].lower() for wheel in folder.glob("*.whl")]
+    assert sorted(set(projects)) == sorted(projects), "one version of each project, as pinned"
+    assert [w.name for w in folder.glob("torch-*.whl")][0].startswith("torch-2.14.1")
+    assert {"timm", "pip", "safetensors"} <= set(projects)
     return folder
 
 
