@@ -121,7 +121,9 @@ def main() -> None:
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}, load average at the end "
         f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}. pip cache: {'empty' if args.cold_cache else 'warm'}. "
         "Command: `python benchmarks/bench_setup.py" + (" --cold-cache" if args.cold_cache else "") + "`.", "",
-        "Wall time of each command (qgis_process included, which starts QGIS in about 3 s):", "",
+        "Wall time of each command (qgis_process included, which starts QGIS in about 3 s). Where pip's index is "
+        "a local mirror (as on the development machine) the set-up times are resolve-unpack-install times; over "
+        "the internet add the download of the wheels (the wheelhouse size below).", "",
         "| step | seconds | result |", "|---|---|---|",
         *[f"| {name} | {seconds:.1f} | {note} |" for name, seconds, note in rows], ""]
     RESULTS.write_text("\n".join(lines))
