@@ -33,6 +33,9 @@ from pathlib import Path
 import pytest
 from osgeo import gdal
 
+from mobanet_qgis.engine_setup.sources import EngineSource, requirement_name
+from mobanet_qgis.engine_setup.torch_build import detect_nvidia_gpus
+
 ROOT = Path(__file__).resolve().parents[2]
 QGIS_PROCESS = "/usr/bin/qgis_process.bin"
 CLEAN_PATH = "/usr/bin:/bin"
@@ -142,19 +145,26 @@ def test_setup_builds_the_environment_in_the_profile(profile, first_setup):
     environment = Path(results["ENVIRONMENT"])
     assert environment.parent == profile.default_location
     assert Path(results["PYTHON"]) == environment / "bin" / "python"
-    assert results["ENGINE_VERSION"].startswith("0.1.0+") and results["TORCH_VERSION"].startswith("2.14.1")
-    assert results["TIMM_VERSION"] == "1.0.31" and results["GDAL_VERSION"] == gdal.__version__
+    pins = {requirement_name(line): line.split("==")[1] for line in EngineSource(ROOT / "engine").requirements().lines
+            if "==" in line}
+    assert results["ENGINE_VERSION"].startswith("0.1.0+") and results["TORCH_VERSION"].startswith(pins["torch"])
+    assert results["TIMM_VERSION"] == pins["timm"] and results["GDAL_VERSION"] == gdal.__version__
     assert results["PYTHON_VERSION"].startswith(f"{sys.version_info[0]}.{sys.version_info[1]}.")
-    assert results["CUDA_AVAILABLE"] is False and results["FREE_DISK_GB"] > 0 and results["SIZE_GB"] > 0.5
+    gpus = detect_nvidia_gpus()
+    assert results["CUDA_AVAILABLE"] is bool(gpus) and results["FREE_DISK_GB"] > 0 and results["SIZE_GB"] > 0.5
     # A virtual environment of QGIS's own Python that sees QGIS's GDAL; QGIS's Python itself is untouched.
     config = (environment / "pyvenv.cfg").read_text()
     assert "include-system-site-packages = true" in config and f"home = {Path(sys.base_prefix) / 'bin'}" in config
     assert subprocess.run(["/usr/bin/python3", "-s", "-c", "import torch"], capture_output=True).returncode != 0
-    # DEVICE auto without GPU: the CPU build, from PyTorch's CPU index or, where that is unreachable, pip's index.
+    # DEVICE auto: with a GPU the CUDA build; without, the CPU build from PyTorch's CPU index or, where that is
+    # unreachable (as on the development machine), pip's index with a warning.
     log = _log(first_setup)
-    assert "no NVIDIA GPU found" in log and "https://download.pytorch.org/whl/cpu" in log
-    torch_build = json.loads((environment / "mobanet-setup.json").read_text())["torch_cuda"]
-    assert torch_build is None or "could not be" in log
+    torch_cuda = json.loads((environment / "mobanet-setup.json").read_text())["torch_cuda"]
+    if gpus:
+        assert "NVIDIA GPU found" in log and torch_cuda and results["GPU"]
+    else:
+        assert "no NVIDIA GPU found" in log and "https://download.pytorch.org/whl/cpu" in log
+        assert torch_cuda is None or "could not be" in log
     assert (profile.default_location / "active").read_text().strip() == environment.name
 
 

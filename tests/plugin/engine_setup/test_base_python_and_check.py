@@ -1,5 +1,7 @@
 """QGIS's own Python as the base of the environment, and the check that reports what an environment has."""
 
+import json
+import subprocess
 import sys
 import venv
 from pathlib import Path
@@ -10,6 +12,7 @@ from mobanet_qgis.engine_setup.base_python import candidates, find_base_python
 from mobanet_qgis.engine_setup.check import check_environment
 from mobanet_qgis.engine_setup.environments import Environment
 from mobanet_qgis.engine_setup.feedback import SetupError
+from mobanet_qgis.engine_setup.network import python_environment
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -36,15 +39,18 @@ def test_a_python_of_another_version_is_not_taken(tmp_path):
 
 
 def test_check_reports_what_the_development_environment_has():
+    """The repository's .venv, asked directly (these tests' own Python may have no torch)."""
+    python = ROOT / ".venv" / "bin" / "python"
+    code = ("import json, torch, timm; from osgeo import gdal; print(json.dumps("
+            "[torch.__version__, timm.__version__, gdal.__version__, torch.cuda.is_available()]))")
+    asked = subprocess.run([str(python), "-s", "-c", code], capture_output=True, text=True, timeout=300,
+                           env=python_environment())
+    torch_version, timm_version, gdal_version, cuda = json.loads(asked.stdout.splitlines()[-1])
     report = check_environment(Environment(ROOT / ".venv"))
     assert report.ok, report.errors
-    import timm
-    import torch
-    from osgeo import gdal
-
-    assert report.torch_version == torch.__version__ and report.timm_version == timm.__version__
-    assert report.gdal_version == gdal.__version__ and report.engine_version
-    assert report.cuda_available == torch.cuda.is_available() and report.free_disk_gb > 0
+    assert (report.torch_version, report.timm_version, report.gdal_version) == (torch_version, timm_version,
+                                                                                 gdal_version)
+    assert report.engine_version and report.cuda_available == cuda and report.free_disk_gb > 0
     assert any(line.startswith("torch: ") for line in report.lines())
 
 
