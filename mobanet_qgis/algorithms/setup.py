@@ -34,8 +34,6 @@ from mobanet_qgis.engine_setup.qgis_settings import engine_location, qgis_proxy,
 from mobanet_qgis.engine_setup.torch_build import CUDA_INDEX, DEVICES
 
 FOLDER = ProcessingFileParameterBehavior.Folder
-DEVICE_LABELS = ("Automatic: the CUDA build when an NVIDIA GPU is found, else the CPU build",
-                 "CPU build (smaller; no GPU)", "CUDA build (NVIDIA GPU)")
 
 # Output name -> (description, kind); values come from `_outputs`.
 OUTPUTS = {
@@ -84,9 +82,11 @@ class SetupAlgorithm(MobanetHelp):
                  "Where the environment is kept, outside the plugin folder so that plugin updates keep it; e.g. a "
                  "shared drive for a team (everyone runs the set-up once with the same folder). Empty: the folder "
                  "of the last set-up in this QGIS profile, at first 'mobanet/engine' in the profile folder.")
-        self.add(QgsProcessingParameterEnum("DEVICE", "Torch build", options=list(DEVICE_LABELS), defaultValue=0),
-                 "Automatic picks the CUDA build of torch when nvidia-smi reports an NVIDIA GPU, else the CPU "
-                 "build. Choose CUDA to prepare a shared environment for GPU machines.")
+        # Values are the words themselves, so that scripts write DEVICE=cpu (qgis_process, processing.run).
+        self.add(QgsProcessingParameterEnum("DEVICE", "Torch build", options=list(DEVICES), defaultValue="auto",
+                                            usesStaticStrings=True),
+                 "auto: the CUDA build of torch when nvidia-smi reports an NVIDIA GPU, else the CPU build (smaller). "
+                 "cpu or cuda: that build; cuda prepares e.g. a shared environment for GPU machines.")
         self.add(QgsProcessingParameterString("INDEX_URL", "Package index for torch", optional=True),
                  "Where pip gets torch from instead of the default (PyTorch's CPU index on Linux without GPU, "
                  f"its CUDA index on Windows with GPU, else pip's own index), e.g. {CUDA_INDEX} or a company "
@@ -111,7 +111,7 @@ class SetupAlgorithm(MobanetHelp):
             feedback.pushWarning(proxy_note)
         request = SetupRequest(
             location=Path(location).expanduser().absolute() if location else engine_location(),
-            device=DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)],
+            device=self.parameterAsEnumString(parameters, "DEVICE", context) or "auto",
             index_url=self.parameterAsString(parameters, "INDEX_URL", context).strip(),
             wheelhouse=Path(wheelhouse).expanduser().absolute() if wheelhouse else None,
             rebuild=self.parameterAsBoolean(parameters, "REBUILD", context),
