@@ -17,8 +17,9 @@ Which Python runs the engine, first match wins:
    built for this QGIS profile (``mobanet_qgis.engine_setup``).
 
 Whichever Python it is, the plugin's own engine (``<plugin>/engine/mobanet`` in
-the release zip) comes first on its PYTHONPATH, so plugin and engine always
-match. With none of them, every algorithm fails at once with one sentence
+the release zip, ``<repository>/engine/mobanet`` beside a repository checkout)
+comes first on its PYTHONPATH, so plugin and engine always match and the engine
+finds the resources (embedded model, styles) shipped beside it. With none of them, every algorithm fails at once with one sentence
 that says to run the set-up.
 """
 
@@ -48,7 +49,6 @@ from mobanet_qgis.engine_setup.sources import find_engine_source
 PLUGIN_DIR = Path(__file__).resolve().parent
 ENGINE_PYTHON_SETTING = "MOBANET_ENGINE_PYTHON"
 ENGINE_PYTHON_VARIABLE = "MOBANET_PYTHON"
-BUNDLED_ENGINE_DIR = PLUGIN_DIR / "engine"
 
 SET_UP_HINT = 'run "MoBaNet \N{RIGHTWARDS ARROW} Set up the engine" (`qgis_process run mobanet:setup`)'
 NOT_SET_UP = (f"The MoBaNet engine is not set up in this QGIS profile: {SET_UP_HINT} once, "
@@ -111,9 +111,12 @@ def _setup_environment(env: dict[str, str]) -> EngineCommand | None:
 def find_engine() -> EngineCommand:
     """The interpreter (and PYTHONPATH) that runs ``python -m mobanet``; see the module docstring."""
     env: dict[str, str] = {}
-    if (BUNDLED_ENGINE_DIR / "mobanet" / "__init__.py").is_file():
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(BUNDLED_ENGINE_DIR), os.environ.get("PYTHONPATH", "")) if p)
+    try:  # the engine shipped with this plugin, in the zip or beside it in the repository, with its resources
+        own_engine = str(find_engine_source(PLUGIN_DIR).root)
+    except SetupError:
+        own_engine = ""
+    if own_engine:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (own_engine, os.environ.get("PYTHONPATH", "")) if p)
 
     configured = _setting_python()
     if configured:
