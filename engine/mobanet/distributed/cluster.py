@@ -27,8 +27,10 @@ from mobanet.errors import InputError
 LOCAL = "local"
 INSTALL_HINT = "pip install 'mobanet[ray]' (or pip install ray)"
 PROBE_TIMEOUT_S = 3.0
+SOCKET_ROOT_MAX = 24  # Ray adds about 80 characters (mobanet-ray-XXX/session_<date>_<pid>/sockets/plasma_store)
 LOCAL_OBJECT_STORE_BYTES = 128 * 1024 * 1024  # only small summaries travel through Ray: tiles go to the store
-_LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray binds every service to 127.0.0.1
+# A private instance: every Ray service bound to 127.0.0.1, and nothing reported to Ray's usage statistics.
+_LOCAL_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
 # An HTTP/2 client preface and an empty SETTINGS frame: a gRPC server (Ray's GCS) answers with a SETTINGS frame.
 _HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
 _SETTINGS_FRAME = 4
@@ -128,9 +130,9 @@ def connect(address: str, workers: int | None) -> Iterator[Cluster]:
     """Start (``local``) or join (HOST:PORT) Ray for the duration of the block; shut it down afterwards."""
     if address != LOCAL:
         probe(address)
-    saved_env = os.environ.get(_LOOPBACK_ONLY)
+    saved_env = {name: os.environ.get(name) for name in _LOCAL_ENV}
     if address == LOCAL:
-        os.environ[_LOOPBACK_ONLY] = "0"  # read by Ray at import, here and in every process it starts
+        os.environ.update(_LOCAL_ENV)  # read by Ray here and in every process it starts
     ray = import_ray()
     from ray._private import ray_constants  # read at import: a Ray imported before the line above needs telling
 
@@ -140,7 +142,7 @@ def connect(address: str, workers: int | None) -> Iterator[Cluster]:
     try:
         if address == LOCAL:
             ray_constants.ENABLE_RAY_CLUSTER = False
-            temp_dir = tempfile.mkdtemp(prefix="mobanet-ray-")
+            temp_dir = tempfile.mkdtemp(prefix="mobanet-ray-", dir=_short_temp_root())
             _init_local(ray, workers, temp_dir)
         else:
             _init_remote(ray, address)
@@ -157,11 +159,17 @@ def connect(address: str, workers: int | None) -> Iterator[Cluster]:
         if temp_dir is not None:
             shutil.rmtree(temp_dir, ignore_errors=True)
         ray_constants.ENABLE_RAY_CLUSTER = cluster_mode
-        if address == LOCAL:
-            if saved_env is None:
-                os.environ.pop(_LOOPBACK_ONLY, None)
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
             else:
-                os.environ[_LOOPBACK_ONLY] = saved_env
+                os.environ[name] = value
+
+
+def _short_temp_root() -> str:
+    """The temporary folder, unless it is too long for the Unix sockets Ray makes inside it (107 bytes)."""
+    root = tempfile.gettempdir()
+    return root if len(root) <= SOCKET_ROOT_MAX or not os.path.isdir("/tmp") else "/tmp"
 
 
 def _init_local(ray: ModuleType, workers: int | None, temp_dir: str) -> None:

@@ -24,10 +24,10 @@ from typing import Any
 from mobanet import __version__, errors
 from mobanet.card import ModelCard
 from mobanet.distributed.cluster import Cluster, WorkerLayout, connect, plan_workers
-from mobanet.distributed.plan import DEFAULT_TILE_SIZE, Tile, tile_plan
+from mobanet.distributed.plan import DEFAULT_TILE_SIZE, Tile, check_tile_size, tile_plan
 from mobanet.distributed.store import TileStore, file_identity, file_sha256, run_key, store_folder
 from mobanet.distributed.worker import TileJob, TileWorker
-from mobanet.errors import ClusterError, InputError, MobanetError
+from mobanet.errors import ClusterError, MobanetError
 from mobanet.progress import Progress, Task
 from mobanet.raster.blend import Block
 from mobanet.raster.predict import RunStats
@@ -81,8 +81,7 @@ def run_tiles(job: TileJob, scene: Scene, card: ModelCard, output: Path, address
               tile_size: int | None, stats: RunStats, progress: Progress) -> TileRun:
     """Compute every tile of ``scene`` that the store lacks on Ray (``local`` or HOST:PORT); see module docstring."""
     tile_size = DEFAULT_TILE_SIZE if tile_size is None else int(tile_size)
-    if tile_size < 1:
-        raise InputError(f"--tile-size {tile_size} must be positive, e.g. --tile-size {DEFAULT_TILE_SIZE}.")
+    check_tile_size(tile_size, job.window or card.window)  # before Ray starts; the plan checks the rounded window
     key = _key_fields(job, scene, tile_size)
     store = TileStore(store_folder(output, run_key(key)))
     stats.batch_size = job.batch_size
