@@ -27,7 +27,7 @@ from mobanet.pathcheck import OUTPUT, PathArgument, check_paths
 from mobanet.progress import Progress
 from mobanet.raster.blend import Block
 from mobanet.raster.predict import RunStats, WindowPredictor, predict_blocks, resolve_device, resolve_window
-from mobanet.raster.scene import Scene, aligned_source, coverage_warning, open_scene
+from mobanet.raster.scene import Scene, aligned_source, coverage_warning, input_path, open_scene
 from mobanet.raster.writers import (
     BlockRaster,
     class_raster,
@@ -135,7 +135,7 @@ def segment(optical: str | Path, dsm: str | Path, output: str | Path, model: str
     """
     progress = progress if progress is not None else Progress("quiet")
     started = time.perf_counter()
-    optical, dsm, output = Path(optical), Path(dsm), Path(output)
+    optical, dsm, output = input_path(optical), input_path(dsm), Path(output)
     model_path = Path(model) if model else default_model_path()
     style = output.with_suffix(".qml")
     confidence = Path(confidence) if confidence else None

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -79,3 +82,50 @@ def error_of(found: list[dict]) -> dict:
     errors = [e for e in found if e["event"] == "error"]
     assert errors, f"no error event in {found[-3:]}"
     return errors[-1]
+
+
+class _RangeFiles(BaseHTTPRequestHandler):
+    """Files of the server's folder with HTTP range requests, as GDAL's /vsicurl/ reads them."""
+
+    def do_HEAD(self) -> None:  # noqa: N802 - the http.server name
+        self._send(body=False)
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._send(body=True)
+
+    def _send(self, body: bool) -> None:
+        path = self.server.folder / self.path.lstrip("/")  # type: ignore[attr-defined]
+        if not path.is_file():
+            self.send_error(404)
+            return
+        data = path.read_bytes()
+        start, end = 0, len(data) - 1
+        asked = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
+        if asked:
+            start, end = int(asked[1]), min(int(asked[2]) if asked[2] else end, end)
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+        else:
+            self.send_response(200)
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Content-Length", str(end - start + 1))
+        self.end_headers()
+        if body:
+            self.wfile.write(data[start:end + 1])
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture()
+def http_files(scene_300):
+    """The scene served over HTTP on 127.0.0.1: /vsicurl/ paths of the optical raster and the DSM."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _RangeFiles)
+    server.folder = scene_300[0].parent
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"/vsicurl/http://127.0.0.1:{server.server_address[1]}"
+    try:
+        yield f"{base}/{scene_300[0].name}", f"{base}/{scene_300[1].name}"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -283,11 +283,13 @@ def head_node(tmp_path):
         assert not left, f"Ray processes left running: {left}"
 
 
-def test_joins_a_running_cluster_by_its_address(scene_300, model_56, reference, head_node, tmp_path):
+def test_joins_a_running_cluster_by_its_address_with_inputs_over_http(model_56, reference, head_node, http_files,
+                                                                      tmp_path):
+    """The cluster set-up of the README: `ray start --head`, inputs that every node reads through /vsicurl/."""
     address, env = head_node
     output = tmp_path / "out" / "classes.tif"
     output.parent.mkdir()
-    code, found, stderr = run_cli(_segment_args(scene_300, model_56, output, "--ray", address, "--workers", "2",
+    code, found, stderr = run_cli(_segment_args(http_files, model_56, output, "--ray", address, "--workers", "2",
                                                 "--tile-size", "112"), tmp_path, env=env)
     assert code == 0, stderr[-3000:]
     result = result_of(found)
