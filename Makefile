@@ -14,7 +14,7 @@ SAMPLE := resources/sample
 DEMO_OUT := out/demo/sample_classes.tif
 DEFAULT_MODEL := resources/models/mobanet-demo-tiny.safetensors
 
-.PHONY: help install demo test test-ltr lint bench bench-ablation default-model sample package clean
+.PHONY: help install demo test test-ltr lint bench bench-ablation bench-distributed default-model sample package clean
 
 help:
 	@echo "make demo            set up, then segment the bundled sample with the default model (qgis_process)"
@@ -23,6 +23,7 @@ help:
 	@echo "make install         only the set-up (Debian packages, .venv, engine, plugin link)"
 	@echo "make bench           speed and memory benchmarks (benchmarks/results/)"
 	@echo "make bench-ablation  the ablation benchmark on synthetic scenes"
+	@echo "make bench-distributed  single process vs 1 and 2 local Ray workers (benchmarks/results/distributed.md)"
 	@echo "make default-model   retrain the embedded default model (CPU, < 30 min)"
 	@echo "make package         build mobanet_qgis.zip for the QGIS plugin manager"
 
@@ -58,6 +59,9 @@ bench: install
 
 bench-ablation: install
 	$(PY) benchmarks/ablation.py
+
+bench-distributed: install
+	$(PY) benchmarks/bench_distributed.py
 
 default-model: install
 	$(PY) tools/train_default_model.py --output $(DEFAULT_MODEL)

@@ -52,6 +52,8 @@ class TileRun:
     computed: int = 0
     workers: int = 0
     workers_replaced: int = 0
+    start_seconds: float = 0.0  # starting or joining Ray and loading the model on every worker
+    tiles_seconds: float = 0.0  # computing the missing tiles
 
     def blocks(self) -> Iterator[Block]:
         return self.store.blocks(self.tiles, self.with_confidence)
@@ -65,7 +67,8 @@ class TileRun:
     def summary(self) -> dict[str, Any]:
         return {"ray": self.address, "workers": self.workers, "workers_replaced": self.workers_replaced,
                 "tile_size": self.tile_size, "tiles": len(self.tiles), "tiles_computed": self.computed,
-                "tiles_reused": len(self.tiles) - self.computed}
+                "tiles_reused": len(self.tiles) - self.computed,
+                "ray_timings": {"start_s": round(self.start_seconds, 3), "tiles_s": round(self.tiles_seconds, 3)}}
 
 
 def _key_fields(job: TileJob, scene: Scene, tile_size: int) -> dict[str, Any]:
@@ -95,11 +98,13 @@ def run_tiles(job: TileJob, scene: Scene, card: ModelCard, output: Path, address
             return TileRun(store, tiles, int(recorded["window"]), str(recorded.get("device", "")),
                            job.with_confidence, address, tile_size)
 
+    connecting = time.perf_counter()
     with connect(address, workers) as cluster:
         layout = plan_workers(cluster, job.device, workers)
         pool = _WorkerPool(cluster, layout, job, store, progress)
         try:
             window = pool.start()
+            start_seconds = time.perf_counter() - connecting
             grid = window_grid(scene.width, scene.height, window, job.overlap, anchor=scene.anchor)
             tiles = _plan(scene, job, window, tile_size)
             store.write_plan({"window": window, "device": pool.device, "tiles": len(tiles), "key": key})
@@ -111,7 +116,12 @@ def run_tiles(job: TileJob, scene: Scene, card: ModelCard, output: Path, address
             stats.windows = len(grid)
             started = time.perf_counter()
             pool.run(missing, tiles, grid.stride, stats)
-            stats.total_seconds += time.perf_counter() - started
+            tiles_seconds = time.perf_counter() - started
+            stats.total_seconds += tiles_seconds
+            unseen = len(tiles) - len(store.finished(tiles))
+            if unseen:
+                raise ClusterError(f"{unseen} tile(s) that workers finished are not in {store.folder} as this "
+                                   "machine sees it; put --output on storage that every worker shares (NFS, ...).")
         except BaseException:
             if store.folder.is_dir() and any(store.folder.glob("*.npz")):
                 progress.info(f"Finished tiles are kept in {store.folder}; run the same command again to compute "
@@ -120,7 +130,7 @@ def run_tiles(job: TileJob, scene: Scene, card: ModelCard, output: Path, address
         finally:
             pool.close()
     return TileRun(store, tiles, window, pool.device, job.with_confidence, address, tile_size, len(missing),
-                   layout.count, pool.replaced)
+                   layout.count, pool.replaced, start_seconds, tiles_seconds)
 
 
 def _plan(scene: Scene, job: TileJob, window: int, tile_size: int) -> list[Tile]:
