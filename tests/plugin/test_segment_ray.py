@@ -13,20 +13,14 @@ def _classes(path):
     return dataset.GetRasterBand(1).ReadAsArray()
 
 
-def _parameter_flag(name):
-    """A parameter flag in the form this QGIS knows (scoped `Qgis.ProcessingParameterFlag` from 3.36 on)."""
-    from qgis.core import Qgis, QgsProcessingParameterDefinition
-
-    scoped = getattr(Qgis, "ProcessingParameterFlag", None)
-    return getattr(scoped, name) if scoped is not None else getattr(QgsProcessingParameterDefinition, f"Flag{name}")
-
-
 def test_the_parameter_is_optional_advanced_and_explained(mobanet_provider):
+    from mobanet_qgis.compat import ProcessingParameterFlag
+
     algorithm = mobanet_provider.algorithm("segment")
     parameter = algorithm.parameterDefinition("RAY")
     assert parameter.description() == "Ray cluster address"
-    assert parameter.flags() & _parameter_flag("Optional")
-    assert parameter.flags() & _parameter_flag("Advanced")
+    assert parameter.flags() & ProcessingParameterFlag.Optional
+    assert parameter.flags() & ProcessingParameterFlag.Advanced
     assert "ray start --head" in parameter.help() and "Ray cluster address" in algorithm.shortHelpString()
 
 
