@@ -18,6 +18,7 @@ import signal
 import socket
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import ModuleType
@@ -130,17 +131,16 @@ def connect(address: str, workers: int | None) -> Iterator[Cluster]:
     """Start (``local``) or join (HOST:PORT) Ray for the duration of the block; shut it down afterwards."""
     if address != LOCAL:
         probe(address)
-    saved_env = {name: os.environ.get(name) for name in _LOCAL_ENV}
-    if address == LOCAL:
-        os.environ.update(_LOCAL_ENV)  # read by Ray here and in every process it starts
     ray = import_ray()
-    from ray._private import ray_constants  # read at import: a Ray imported before the line above needs telling
+    from ray._private import ray_constants  # Ray reads the loopback switch at import: tell this process directly
 
     cluster_mode = ray_constants.ENABLE_RAY_CLUSTER
+    saved_env = {name: os.environ.get(name) for name in _LOCAL_ENV}
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     temp_dir = None
     try:
         if address == LOCAL:
+            os.environ.update(_LOCAL_ENV)  # for every process Ray starts
             ray_constants.ENABLE_RAY_CLUSTER = False
             temp_dir = tempfile.mkdtemp(prefix="mobanet-ray-", dir=_short_temp_root())
             _init_local(ray, workers, temp_dir)
@@ -157,13 +157,22 @@ def connect(address: str, workers: int | None) -> Iterator[Cluster]:
         for number, handler in handlers.items():
             signal.signal(number, handler)
         if temp_dir is not None:
-            shutil.rmtree(temp_dir, ignore_errors=True)
+            _remove_folder(temp_dir)
         ray_constants.ENABLE_RAY_CLUSTER = cluster_mode
         for name, value in saved_env.items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def _remove_folder(folder: str) -> None:
+    """Remove Ray's session folder; its processes may still close log files for a moment after shutdown."""
+    for _ in range(10):
+        shutil.rmtree(folder, ignore_errors=True)
+        if not os.path.exists(folder):
+            return
+        time.sleep(0.5)
 
 
 def _short_temp_root() -> str:
