@@ -75,6 +75,7 @@ def main() -> None:
     model = resource_dir() / "models" / DEFAULT_MODEL_NAME
     device = "cuda" if torch.cuda.is_available() else "cpu"
     device_name = torch.cuda.get_device_name(0) if device == "cuda" else f"CPU, {os.cpu_count()} cores"
+    worker_counts = (1, 2) if device == "cpu" or torch.cuda.device_count() >= 2 else (1,)  # one GPU a worker
 
     with tempfile.TemporaryDirectory(prefix="bench-distributed-") as folder:
         folder = Path(folder)
@@ -83,7 +84,7 @@ def main() -> None:
         rows = [("single process", run(optical, dsm, folder / "single.tif", common, args.repeats),
                  folder / "single.tif")]
         for tile_size in tile_sizes:
-            for workers in (1, 2):
+            for workers in worker_counts:
                 output = folder / f"ray_{tile_size}_{workers}.tif"
                 extra = [*common, "--ray", "local", "--workers", str(workers), "--tile-size", str(tile_size)]
                 rows.append((f"Ray, {workers} worker(s), tiles {tile_size} px",
@@ -115,7 +116,7 @@ def main() -> None:
               "| tiles | halo windows | overhead per tile s | 2 workers / 1 worker (tile phase) |", "|---|---|---|---|"]
     for tile_size in tile_sizes:
         one = next(r for n, r, _ in rows if n == f"Ray, 1 worker(s), tiles {tile_size} px")
-        two = next(r for n, r, _ in rows if n == f"Ray, 2 worker(s), tiles {tile_size} px")
+        two = next((r for n, r, _ in rows if n == f"Ray, 2 worker(s), tiles {tile_size} px"), one)
         halo = one["windows_predicted"] / single["windows_predicted"]
         overhead = (one["ray_timings"]["tiles_s"] - single["timings"]["predict_s"] * halo) / one["tiles"]
         speedup = one["ray_timings"]["tiles_s"] / two["ray_timings"]["tiles_s"]
