@@ -297,3 +297,37 @@ def test_joins_a_running_cluster_by_its_address_with_inputs_over_http(model_56, 
     _assert_equal_to_reference(output, reference[0])
     assert not _stores(output.parent)
 
+
+
+def test_extent_mask_and_cog_outputs_equal_the_single_process_run(scene_300, model_56, tmp_path):
+    """The assembly writes what a single-process run writes, whatever the options (here an extent, a mask, COGs)."""
+    from osgeo import osr
+
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(32632)
+    mask = tmp_path / "mask.gpkg"
+    source = ogr.GetDriverByName("GPKG").CreateDataSource(str(mask))
+    layer = source.CreateLayer("mask", srs=srs, geom_type=ogr.wkbPolygon)
+    feature = ogr.Feature(layer.GetLayerDefn())
+    feature.SetGeometry(ogr.CreateGeometryFromWkt(
+        "POLYGON ((500020 4999990, 500130 4999985, 500120 4999870, 500025 4999880, 500020 4999990))"))
+    layer.CreateFeature(feature)
+    feature = layer = source = None
+    options = ["--extent", "500010,4999860,500140,4999995", "--mask", str(mask), "--cog"]
+    single, distributed = tmp_path / "single", tmp_path / "ray"
+    single.mkdir()
+    distributed.mkdir()
+    expected = segment(*scene_300, single / "classes.tif", model=model_56, extent=(500010, 4999860, 500140, 4999995),
+                       mask=mask, cog=True, confidence=single / "confidence.tif")
+    code, found, stderr = run_cli(_segment_args(scene_300, model_56, distributed / "classes.tif", *options,
+                                                "--confidence", str(distributed / "confidence.tif"), "--ray",
+                                                "local", "--tile-size", "112"), tmp_path)
+    assert code == 0, stderr[-3000:]
+    result = result_of(found)
+    assert (result["width"], result["height"], result["tiles"]) == (expected["width"], expected["height"], 4)
+    _assert_equal_to_reference(distributed / "classes.tif", single)
+    np.testing.assert_allclose(read(distributed / "confidence.tif"), read(single / "confidence.tif"), atol=1e-5)
+    written = gdal.Open(str(distributed / "classes.tif"))
+    assert written.GetMetadata("IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+    written = None
+    assert sorted(p.name for p in distributed.iterdir()) == sorted(p.name for p in single.iterdir())
