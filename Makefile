@@ -19,7 +19,7 @@ SAMPLE := resources/sample
 DEMO_OUT := out/demo/sample_classes.tif
 DEFAULT_MODEL := resources/models/mobanet-demo-tiny.safetensors
 
-.PHONY: help install demo test test-ltr lint bench bench-ablation default-model sample package wheelhouse clean
+.PHONY: help install demo test test-ltr lint bench bench-ablation bench-distributed default-model sample package wheelhouse clean
 
 help:
 	@echo "make demo            set up, then segment the bundled sample with the default model (qgis_process)"
@@ -28,6 +28,7 @@ help:
 	@echo "make install         only the set-up (Debian packages, .venv, engine, plugin link)"
 	@echo "make bench           speed and memory benchmarks (benchmarks/results/)"
 	@echo "make bench-ablation  the ablation benchmark on synthetic scenes"
+	@echo "make bench-distributed  single process vs 1 and 2 local Ray workers (benchmarks/results/distributed.md)"
 	@echo "make default-model   retrain the embedded default model (CPU, < 30 min)"
 	@echo "make package         build mobanet_qgis.zip for the QGIS plugin manager (from the tree alone, seconds)"
 	@echo "make wheelhouse      wheels for an offline mobanet:setup [PLATFORM=win_amd64 PYTHON_VERSION=3.12 DEVICE=cuda]"
@@ -64,6 +65,9 @@ bench: install
 
 bench-ablation: install
 	$(PY) benchmarks/ablation.py
+
+bench-distributed: install
+	$(PY) benchmarks/bench_distributed.py
 
 default-model: install
 	$(PY) tools/train_default_model.py --output $(DEFAULT_MODEL)

@@ -29,3 +29,7 @@ class OutputError(MobanetError):
 
 class Cancelled(MobanetError):
     """The run was interrupted (SIGINT/SIGTERM or a cancel request)."""
+
+
+class ClusterError(MobanetError):
+    """Distributed workers that cannot be started or keep dying (`mobanet.distributed`)."""

@@ -20,6 +20,7 @@ from qgis.core import (
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
     QgsProcessingParameterVectorDestination,
 )
 
@@ -129,6 +130,11 @@ class SegmentAlgorithm(MobanetAlgorithm):
             minValue=0.0),
             "Land-cover polygons smaller than this area (square units of the optical CRS, e.g. m²) are dropped. "
             "Used only when land-cover polygons are written.", advanced=True)
+        self.add(QgsProcessingParameterString("RAY", "Ray cluster address", optional=True),
+                 "Leave empty to segment in one process. 'local' spreads the work over Ray workers on this "
+                 "machine; HOST:PORT (as printed by `ray start --head`) sends it to that Ray cluster, whose nodes "
+                 "must see the input files and the output folder. The result is the same; needs Ray in the engine's "
+                 "Python (pip install 'mobanet[ray]').", advanced=True)
 
     def process(self, parameters: dict[str, Any], context: QgsProcessingContext,
                 feedback: QgsProcessingFeedback) -> dict[str, Any]:
@@ -180,6 +186,10 @@ class SegmentAlgorithm(MobanetAlgorithm):
             min_area = self.parameterAsDouble(parameters, "MIN_AREA", context)
             if min_area > 0:
                 arguments += ["--min-area", repr(min_area)]
+
+        ray_address = self.parameterAsString(parameters, "RAY", context).strip()
+        if ray_address:
+            arguments += ["--ray", ray_address]
 
         result = self.run_engine(arguments, feedback, outputs)
         _report_class_shares(result, feedback)

@@ -41,9 +41,9 @@ def test_segment_parameters(mobanet_provider):
         "OPTICAL": "raster", "DSM": "raster", "MODEL": "file", "WEIGHTS": "file", "BANDS": "band",
         "EXTENT": "extent", "MASK": "source", "DEVICE": "enum", "BATCH_SIZE": "number", "OVERLAP": "number",
         "OUTPUT": "rasterDestination", "CONFIDENCE": "rasterDestination", "VECTOR": "vectorDestination",
-        "MIN_AREA": "number"}
+        "MIN_AREA": "number", "RAY": "string"}
     optional = {name for name, p in params.items() if p.flags() & ProcessingParameterFlag.Optional}
-    assert optional == {"MODEL", "WEIGHTS", "BANDS", "EXTENT", "MASK", "CONFIDENCE", "VECTOR"}
+    assert optional == {"MODEL", "WEIGHTS", "BANDS", "EXTENT", "MASK", "CONFIDENCE", "VECTOR", "RAY"}
     assert params["BANDS"].allowMultiple() and params["BANDS"].parentLayerParameterName() == "OPTICAL"
     assert params["DEVICE"].options()[params["DEVICE"].defaultValue()].startswith("Automatic")
     assert params["MODEL"].extension() == "safetensors"

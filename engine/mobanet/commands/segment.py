@@ -54,6 +54,17 @@ def register(subparsers: argparse._SubParsersAction, parents: list[argparse.Argu
     parser.add_argument("--cog", action="store_true", help="write Cloud Optimized GeoTIFFs")
     parser.add_argument("--resample-to-model-gsd", action="store_true",
                         help="predict at the model's pixel size, then resample back onto the optical grid")
+    distributed = parser.add_argument_group(
+        "distributed (Ray)", "Predict tiles on Ray workers; the outputs equal a single-process run. Finished tiles "
+        "are kept beside OUT.tif until the outputs are complete: rerun the same command to resume.")
+    distributed.add_argument("--ray", metavar="ADDRESS|local",
+                             help="'local': a private Ray instance on this machine; HOST:PORT: join that cluster "
+                                  "(`ray start --head` prints it); needs pip install 'mobanet[ray]'")
+    distributed.add_argument("--workers", type=int, metavar="N",
+                             help="Ray workers, each with the model loaded once (default: one per GPU, else one "
+                                  "per machine)")
+    distributed.add_argument("--tile-size", type=int, metavar="N",
+                             help="tile side in pixels (default 2048; at least the window)")
     parser.set_defaults(run=run)
 
 
@@ -63,8 +74,12 @@ def run(args: argparse.Namespace, progress: Progress) -> dict:
     if args.min_area and not args.polygons:
         raise InputError(f"{option('--min-area')} applies to polygons; also give {option('--polygons')} or drop "
                          f"{option('--min-area')}.")
+    for name, value in (("--workers", args.workers), ("--tile-size", args.tile_size)):
+        if value is not None and not args.ray:
+            raise InputError(f"{option(name)} applies to distributed runs; also give {option('--ray')} local (or "
+                             f"HOST:PORT) or drop {option(name)}.")
     return segment(args.optical, args.dsm, args.output, model=args.model, weights=args.weights, bands=args.bands,
                    window=args.window, overlap=args.overlap, batch_size=args.batch_size, device=args.device,
                    extent=args.extent, mask=args.mask, confidence=args.confidence, polygons=args.polygons,
                    min_area=args.min_area, cog=args.cog, resample_to_model_gsd=args.resample_to_model_gsd,
-                   progress=progress)
+                   ray=args.ray, workers=args.workers, tile_size=args.tile_size, progress=progress)

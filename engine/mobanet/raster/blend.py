@@ -28,11 +28,16 @@ def gaussian_weights(window: int, sigma_fraction: float = 1.0 / 8.0, floor: floa
 
 @dataclass
 class Block:
-    """Finished rows ``y .. y + h`` of the raster: classes (255 = nodata) and top-class probability."""
+    """Finished pixels ``y .. y + h`` x ``x .. x + w`` of the raster: classes (255 = nodata), top-class probability.
+
+    Blocks from the blender span whole rows (x = 0); a tile of a distributed run is narrower (the tile store
+    joins a row of tiles into whole rows before they are written).
+    """
 
     y: int
-    classes: np.ndarray  # uint8 [h, width]
-    confidence: np.ndarray | None  # float32 [h, width], None when not asked for
+    classes: np.ndarray  # uint8 [h, w]
+    confidence: np.ndarray | None  # float32 [h, w], None when not asked for
+    x: int = 0
 
 
 class StripBlender:

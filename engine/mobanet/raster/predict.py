@@ -231,9 +231,14 @@ def _upright(array: np.ndarray, flips: tuple[bool, bool]) -> np.ndarray:
 
 def predict_blocks(predictor: WindowPredictor, num_classes: int, scene: Scene, window: int, overlap: float,
                    batch_size: int, with_confidence: bool = True, progress: Progress | None = None,
-                   stats: RunStats | None = None) -> Iterator[Block]:
-    """Blocks of finished rows, top to bottom, covering the whole scene (the shared window loop)."""
-    grid = window_grid(scene.width, scene.height, window, overlap, anchor=scene.anchor)
+                   stats: RunStats | None = None, grid: WindowGrid | None = None) -> Iterator[Block]:
+    """Blocks of finished rows, top to bottom, covering the whole scene (the shared window loop).
+
+    ``grid``: the windows to run (default: the scene's map-anchored grid); a distributed tile passes the
+    windows of the whole scene's grid that touch it.
+    """
+    if grid is None:
+        grid = window_grid(scene.width, scene.height, window, overlap, anchor=scene.anchor)
     x_first, span = grid.span_x
     blender = StripBlender(num_classes, scene.width, scene.height, window, x_first, span, with_confidence)
     stats = stats if stats is not None else RunStats()

@@ -34,6 +34,12 @@ GDAL_CACHE_BYTES = 256 * 1024 * 1024  # GDAL's default (5 % of RAM) would domina
 LOW_DSM_COVERAGE = 0.9  # warn when the DSM covers less of the scene than this
 
 
+def input_path(path: str | Path) -> str | Path:
+    """A local file as a Path; a GDAL virtual path (/vsis3/..., /vsicurl/https://...) as given (Path folds '//')."""
+    text = str(path)
+    return text if text.startswith("/vsi") else Path(text)
+
+
 def _open_raster(path: str | Path, what: str) -> gdal.Dataset:
     """Open a raster or raise an `InputError` that names the file and the fix."""
     text = str(path)
@@ -135,7 +141,7 @@ class Scene:
 
     def __init__(self, optical: _Source, dsm: _Source, optical_norm: OpticalNormalizer, dsm_norm: DsmNormalizer,
                  base_geotransform: tuple[float, ...], projection: str, window: tuple[int, int, int, int],
-                 optical_path: Path, dsm_path: Path, mask_layer: ogr.Layer | None = None,
+                 optical_path: str | Path, dsm_path: str | Path, mask_layer: ogr.Layer | None = None,
                  mask_dataset: ogr.DataSource | None = None, dsm_coverage: float = 1.0,
                  notes: list[str] | None = None):
         self._optical, self._dsm = optical, dsm
@@ -341,7 +347,7 @@ def open_scene(optical: str | Path, dsm: str | Path, card: ModelCard, bands: lis
     """
     if gdal.GetCacheMax() > GDAL_CACHE_BYTES:
         gdal.SetCacheMax(GDAL_CACHE_BYTES)
-    optical_path, dsm_path = Path(optical), Path(dsm)
+    optical_path, dsm_path = input_path(optical), input_path(dsm)
     optical_ds = _open_raster(optical_path, "Optical raster")
     dsm_ds = _open_raster(dsm_path, "DSM")
     optical_srs = _spatial_ref(optical_ds, str(optical_path), "Optical raster")

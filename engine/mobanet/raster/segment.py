@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +27,7 @@ from mobanet.pathcheck import OUTPUT, PathArgument, check_paths
 from mobanet.progress import Progress
 from mobanet.raster.blend import Block
 from mobanet.raster.predict import RunStats, WindowPredictor, predict_blocks, resolve_device, resolve_window
-from mobanet.raster.scene import Scene, aligned_source, coverage_warning, open_scene
+from mobanet.raster.scene import Scene, aligned_source, coverage_warning, input_path, open_scene
 from mobanet.raster.writers import (
     BlockRaster,
     class_raster,
@@ -122,17 +122,20 @@ def segment(optical: str | Path, dsm: str | Path, output: str | Path, model: str
             overlap: float = 0.5, batch_size: int = 4, device: str = "auto",
             extent: tuple[float, float, float, float] | None = None, mask: str | Path | None = None,
             confidence: str | Path | None = None, polygons: str | Path | None = None, min_area: float = 0.0,
-            cog: bool = False, resample_to_model_gsd: bool = False, progress: Progress | None = None) -> dict:
+            cog: bool = False, resample_to_model_gsd: bool = False, ray: str | None = None,
+            workers: int | None = None, tile_size: int | None = None, progress: Progress | None = None) -> dict:
     """Classify ``optical`` + ``dsm`` with a model into ``output`` (see module docstring); returns a summary.
 
     Outputs: ``output`` (uint8 GeoTIFF on the optical grid, or on the part the
     extent selects), ``output`` with suffix .qml (QGIS style), and optionally
     ``confidence`` (float32 top-class probability) and ``polygons`` (GPKG).
     The summary's ``warnings`` repeat what was reported while running.
+    ``ray`` ("local" or a cluster address) computes the prediction as tiles on
+    Ray workers (`mobanet.distributed`), then writes the same outputs from them.
     """
     progress = progress if progress is not None else Progress("quiet")
     started = time.perf_counter()
-    optical, dsm, output = Path(optical), Path(dsm), Path(output)
+    optical, dsm, output = input_path(optical), input_path(dsm), Path(output)
     model_path = Path(model) if model else default_model_path()
     style = output.with_suffix(".qml")
     confidence = Path(confidence) if confidence else None
@@ -176,24 +179,37 @@ def segment(optical: str | Path, dsm: str | Path, output: str | Path, model: str
                       "then back onto the optical grid.")
     resampled = scene.geotransform != output_grid[0] or (scene.width, scene.height) != output_grid[1:]
 
-    torch_device = resolve_device(device)
-    progress.info(f"Loading model {model_path} on {torch_device}.")
-    network, card = load_model(model_path, weights=weights, device=torch_device)
-    patch = int(getattr(network, "patch_size", 1))
-    size = resolve_window(window, card, patch, (scene.width, scene.height))
-    if window is not None and size != window:
-        progress.info(f"Window {window} px became {size} px: a multiple of the model's {patch} px patch, no larger "
-                      "than the scene needs, and within the largest window one model call takes.")
-    predictor = WindowPredictor(network, torch_device, batch_size, progress)
     stats = RunStats()
+    tiles = None
+    if ray is not None:  # every tile computed on Ray first; the outputs below are assembled from the tile store
+        from mobanet.distributed import TileJob, run_tiles  # Ray is optional: imported only when asked for
+
+        job = TileJob(str(optical), str(dsm), str(model_path), str(weights) if weights else None, bands, extent,
+                      str(mask) if mask else None, gsd, window, overlap, batch_size, device, confidence is not None,
+                      scene.optical_normalizer, scene.dsm_normalizer)
+        tiles = run_tiles(job, scene, card, output, ray, workers, tile_size, stats, progress)
+        size, device_name, blocks = tiles.window, tiles.device, tiles.blocks()
+    else:
+        torch_device = resolve_device(device)
+        progress.info(f"Loading model {model_path} on {torch_device}.")
+        network, card = load_model(model_path, weights=weights, device=torch_device)
+        patch = int(getattr(network, "patch_size", 1))
+        size = resolve_window(window, card, patch, (scene.width, scene.height))
+        if window is not None and size != window:
+            progress.info(f"Window {window} px became {size} px: a multiple of the model's {patch} px patch, no "
+                          "larger than the scene needs, and within the largest window one model call takes.")
+        predictor = WindowPredictor(network, torch_device, batch_size, progress)
+        device_name = str(torch_device)
+        blocks = predict_blocks(predictor, card.num_classes, scene, size, overlap, batch_size,
+                                confidence is not None, progress, stats)
     counter = _ClassCounter()
     polygon_count = None
     try:
         with OutputSet() as outputs:
             class_output = outputs.add(output, sidecars=GDAL_SIDECARS)
             confidence_output = outputs.add(confidence, sidecars=GDAL_SIDECARS) if confidence else None
-            _predict_files(scene, predictor, card, size, overlap, batch_size, outputs, class_output,
-                           confidence_output, output_grid, resampled, cog, counter, stats, progress)
+            _predict_files(scene, blocks, card, outputs, class_output, confidence_output, output_grid, resampled,
+                           cog, counter)
             if counter.counts[:IGNORE_INDEX].sum() == 0:
                 raise InputError(f"The optical raster {optical} and the DSM {dsm} have no valid pixel in common"
                                  f"{' inside the extent/mask' if extent or mask else ''}; check their nodata "
@@ -208,26 +224,28 @@ def segment(optical: str | Path, dsm: str | Path, output: str | Path, model: str
             progress.info("Verifying and committing the outputs.")
     finally:
         scene.close()
+    if tiles is not None:
+        tiles.discard()  # the outputs are complete: the tile store has served its purpose
     geotransform, width, height = output_grid
     return {
         "output": str(output), "style": str(style),
         "confidence": str(confidence) if confidence else None,
         "polygons": str(polygons) if polygons else None, "polygon_count": polygon_count,
-        "model": str(model_path), "device": str(torch_device), "window": size, "overlap": overlap,
+        "model": str(model_path), "device": device_name, "window": size, "overlap": overlap,
         "batch_size": stats.batch_size, "width": width, "height": height, "geotransform": list(geotransform),
         "windows": stats.windows, "windows_predicted": stats.windows_predicted,
         "dsm_coverage": round(coverage, 4), **counter.summary(card.class_names), "warnings": warnings,
         "timings": {"model_s": round(stats.model_seconds, 3), "predict_s": round(stats.total_seconds, 3),
                     "total_s": round(time.perf_counter() - started, 3)},
         "megapixels_per_second": round(width * height / 1e6 / max(time.perf_counter() - started, 1e-9), 4),
+        **(tiles.summary() if tiles is not None else {}),
     }
 
 
-def _predict_files(scene: Scene, predictor: WindowPredictor, card: ModelCard, size: int, overlap: float,
-                   batch_size: int, outputs: OutputSet, class_output: Output, confidence_output: Output | None,
-                   output_grid: tuple, resampled: bool, cog: bool, counter: _ClassCounter, stats: RunStats,
-                   progress: Progress) -> None:
-    """Run the window loop into the class (and confidence) rasters, via the model grid when resampled.
+def _predict_files(scene: Scene, blocks: Iterator[Block], card: ModelCard, outputs: OutputSet,
+                   class_output: Output, confidence_output: Output | None, output_grid: tuple, resampled: bool,
+                   cog: bool, counter: _ClassCounter) -> None:
+    """Write the predicted blocks into the class (and confidence) rasters, via the model grid when resampled.
 
     Sets each output's verifier: the finished raster must read back exactly as written.
     """
@@ -247,9 +265,7 @@ def _predict_files(scene: Scene, predictor: WindowPredictor, card: ModelCard, si
 
     confidence_temp = confidence_output.temp if confidence_output is not None else None
     with contextlib.ExitStack() as stack:
-        blocks = stack.enter_context(contextlib.closing(predict_blocks(  # closing stops the reader thread early
-            predictor, card.num_classes, scene, size, overlap, batch_size, confidence_temp is not None, progress,
-            stats)))
+        blocks = stack.enter_context(contextlib.closing(blocks))  # closing stops a reader thread early
         if resampled:  # predict on the model grid into scratch files, then bring them back onto the optical grid
             scratch_classes = outputs.scratch(class_output.final, "model")
             scratch_conf = outputs.scratch(confidence_output.final, "model") if confidence_output else None
