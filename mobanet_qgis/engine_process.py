@@ -19,8 +19,9 @@ Which Python runs the engine, first match wins:
 Whichever Python it is, the plugin's own engine (``<plugin>/engine/mobanet`` in
 the release zip, ``<repository>/engine/mobanet`` beside a repository checkout)
 comes first on its PYTHONPATH, so plugin and engine always match and the engine
-finds the resources (embedded model, styles) shipped beside it. With none of them, every algorithm fails at once with one sentence
-that says to run the set-up.
+finds the resources (embedded model, styles) shipped beside it. With none of
+them, every algorithm fails at once with one sentence that says to run the
+set-up.
 """
 
 from __future__ import annotations
