@@ -21,7 +21,7 @@ CHROOT="$CACHE/sid"
 STAMP="$CHROOT/.mobanet-chroot"
 WORK_IN_CHROOT=/work/mobanet-qgis
 DEB_PACKAGES=(qgis python3-qgis qgis-providers gdal-bin python3-gdal python3-venv xvfb xauth
-              ca-certificates)
+              ca-certificates make)
 RECIPE="debian sid minbase; apt Check-Valid-Until false; ${DEB_PACKAGES[*]}"
 # Environment that pip and Qt need inside; the rest of the host's environment stays outside.
 PASSED_ENV=(http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY PIP_INDEX_URL PIP_EXTRA_INDEX_URL

@@ -1,6 +1,7 @@
 """QGIS's own Python as the base of the environment, and the check that reports what an environment has."""
 
 import json
+import os
 import subprocess
 import sys
 import venv
@@ -38,15 +39,25 @@ def test_a_python_of_another_version_is_not_taken(tmp_path):
         find_base_python(Path(sys.base_prefix), sys.platform, (3, 99))
 
 
+def _engine_environment() -> Path:
+    """The engine environment of this run: the repository's .venv (make install), else the one $MOBANET_PYTHON
+    belongs to (make test-ltr, where mobanet:setup made it)."""
+    repository = ROOT / ".venv"
+    if (repository / "bin" / "python").is_file():
+        return repository
+    return Path(os.environ["MOBANET_PYTHON"]).parents[1]
+
+
 def test_check_reports_what_the_development_environment_has():
-    """The repository's .venv, asked directly (these tests' own Python may have no torch)."""
-    python = ROOT / ".venv" / "bin" / "python"
+    """The engine environment, asked directly (these tests' own Python may have no torch)."""
+    environment = _engine_environment()
+    python = environment / "bin" / "python"
     code = ("import json, torch, timm; from osgeo import gdal; print(json.dumps("
             "[torch.__version__, timm.__version__, gdal.__version__, torch.cuda.is_available()]))")
     asked = subprocess.run([str(python), "-s", "-c", code], capture_output=True, text=True, timeout=300,
                            env=python_environment())
     torch_version, timm_version, gdal_version, cuda = json.loads(asked.stdout.splitlines()[-1])
-    report = check_environment(Environment(ROOT / ".venv"))
+    report = check_environment(Environment(environment))
     assert report.ok, report.errors
     assert (report.torch_version, report.timm_version, report.gdal_version) == (torch_version, timm_version,
                                                                                  gdal_version)
