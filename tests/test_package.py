@@ -38,7 +38,8 @@ def test_zip_has_one_top_folder_with_metadata_engine_and_model(package):
 
 def test_make_package_builds_from_the_tree_alone():
     """No `make install`, venv or pip behind `make package`: only the standard-library builder runs."""
-    planned = subprocess.run(["make", "-n", "-B", "package"], cwd=ROOT, capture_output=True, text=True, check=True)
+    planned = subprocess.run(["make", "--no-print-directory", "-n", "-B", "package"], cwd=ROOT,
+                             capture_output=True, text=True, check=True)
     commands = [line for line in planned.stdout.splitlines() if line.strip()]
     assert len(commands) == 1 and "tools/build_package.py" in commands[0], commands
     assert ".venv" not in commands[0]

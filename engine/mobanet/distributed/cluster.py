@@ -24,10 +24,13 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from mobanet.errors import InputError
+from mobanet.wording import option
 
 LOCAL = "local"
 INSTALL_HINT = "pip install 'mobanet[ray]' (or pip install ray)"
 PROBE_TIMEOUT_S = 3.0
+RAY_HEAD_COMMAND = "ray start --head"  # Ray's own commands, not options of ours
+RAY_JOIN_COMMAND = "ray start --address=HEAD:PORT"
 SOCKET_ROOT_MAX = 24  # Ray adds about 80 characters (mobanet-ray-XXX/session_<date>_<pid>/sockets/plasma_store)
 LOCAL_OBJECT_STORE_BYTES = 128 * 1024 * 1024  # only small summaries travel through Ray: tiles go to the store
 # A private instance: every Ray service bound to 127.0.0.1, and nothing reported to Ray's usage statistics.
@@ -41,8 +44,8 @@ def import_ray() -> ModuleType:
     try:
         import ray
     except ImportError as exc:
-        raise InputError(f"--ray needs Ray, which is not installed for {sys.executable}; install it with "
-                         f"{INSTALL_HINT}, or run without --ray.") from exc
+        raise InputError(f"{option('--ray')} needs Ray, which is not installed for {sys.executable}; install it with "
+                         f"{INSTALL_HINT}, or run without {option('--ray')}.") from exc
     return ray
 
 
@@ -51,16 +54,16 @@ def split_address(address: str) -> tuple[str, int]:
     host, sep, port = address.strip().rpartition(":")
     host = host.strip("[]")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise InputError(f"--ray {address!r} is not an address; give HOST:PORT of the Ray head node as "
-                         "`ray start --head` prints it (e.g. 10.0.0.5:6379), or --ray local.")
+        raise InputError(f"{option('--ray')} {address!r} is not an address; give HOST:PORT of the Ray head node as "
+                         f"`{RAY_HEAD_COMMAND}` prints it (e.g. 10.0.0.5:6379), or {option('--ray')} local.")
     return host, int(port)
 
 
 def probe(address: str, timeout: float = PROBE_TIMEOUT_S) -> None:
     """Fail within seconds, with the fix, unless a gRPC server (a Ray head node) answers at ``address``."""
     host, port = split_address(address)
-    fix = (f"start the head node there with `ray start --head --port={port}`, check the address and that the "
-           "port is open from this machine, or use --ray local")
+    fix = (f"start the head node there with `{RAY_HEAD_COMMAND} --port={port}`, check the address and that the "
+           f"port is open from this machine, or use {option('--ray')} local")
     try:
         with socket.create_connection((host, port), timeout=timeout) as connection:
             connection.settimeout(timeout)
@@ -71,7 +74,7 @@ def probe(address: str, timeout: float = PROBE_TIMEOUT_S) -> None:
         raise InputError(f"No Ray cluster answers at {address} ({reason}); {fix}.") from exc
     if len(answer) < 9 or answer[3] != _SETTINGS_FRAME:
         raise InputError(f"The server at {address} is not a Ray head node (it does not speak gRPC); give the "
-                         f"address that `ray start --head` prints (port 6379 unless changed), or {fix}.")
+                         f"address that `{RAY_HEAD_COMMAND}` prints (port 6379 unless changed), or {fix}.")
 
 
 @dataclass
@@ -103,26 +106,28 @@ def plan_workers(cluster: Cluster, device: str, workers: int | None) -> WorkerLa
     """One GPU per worker when the model runs on GPUs; otherwise the nodes' CPUs shared among the workers."""
     name = (device or "auto").strip().lower()
     if workers is not None and workers < 1:
-        raise InputError(f"--workers {workers} must be at least 1.")
+        raise InputError(f"{option('--workers')} {workers} must be at least 1.")
     where = "this machine" if cluster.local else f"the Ray cluster at {cluster.address}"
     if name.startswith("cuda") or (name == "auto" and cluster.gpus > 0):
         if cluster.gpus < 1:
-            raise InputError(f"--device {device} asks for GPUs but {where} has none; use --device cpu (or auto).")
+            raise InputError(f"{option('--device')} {device} asks for GPUs but {where} has none; use "
+                             f"{option('--device')} cpu (or auto).")
         count = workers or cluster.gpus
         if count > cluster.gpus:
-            raise InputError(f"--workers {count} needs {count} GPUs (one a worker) but {where} has "
-                             f"{cluster.gpus}; use --workers {cluster.gpus} or fewer.")
+            raise InputError(f"{option('--workers')} {count} needs {count} GPUs (one a worker) but {where} has "
+                             f"{cluster.gpus}; use {option('--workers')} {cluster.gpus} or fewer.")
         return WorkerLayout(count, 1, 1, "cuda", 1)
     if name not in ("auto", "cpu"):
         raise InputError(f"Unknown device {device!r}; use auto, cpu, cuda or cuda:N.")
     if not cluster.node_cpus:
-        raise InputError(f"{where} has no CPU to run workers on; add worker nodes (ray start --address=...).")
+        raise InputError(f"{where} has no CPU to run workers on; add worker nodes (`{RAY_JOIN_COMMAND}` on each).")
     count = workers or len(cluster.node_cpus)
     per_node = math.ceil(count / len(cluster.node_cpus))
     threads = max(1, int(min(cluster.node_cpus)) // per_node)
     if count > int(sum(cluster.node_cpus)):
-        raise InputError(f"--workers {count} is more than the {int(sum(cluster.node_cpus))} CPUs of {where}; use "
-                         f"--workers {int(sum(cluster.node_cpus))} or fewer.")
+        total = int(sum(cluster.node_cpus))
+        raise InputError(f"{option('--workers')} {count} is more than the {total} CPUs of {where}; "
+                         f"use {option('--workers')} {total} or fewer.")
     return WorkerLayout(count, threads, 0, "cpu", threads)
 
 

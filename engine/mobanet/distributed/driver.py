@@ -33,6 +33,7 @@ from mobanet.raster.blend import Block
 from mobanet.raster.predict import RunStats
 from mobanet.raster.scene import Scene
 from mobanet.raster.windows import window_grid
+from mobanet.wording import option, option_list
 
 MAX_TILE_ATTEMPTS = 3
 POLL_S = 0.5  # how often the driver looks at its workers (and reacts to an interrupt)
@@ -121,7 +122,8 @@ def run_tiles(job: TileJob, scene: Scene, card: ModelCard, output: Path, address
             unseen = len(tiles) - len(store.finished(tiles))
             if unseen:
                 raise ClusterError(f"{unseen} tile(s) that workers finished are not in {store.folder} as this "
-                                   "machine sees it; put --output on storage that every worker shares (NFS, ...).")
+                                   f"machine sees it; put {option('--output')} on storage that every worker "
+                                   "shares (NFS, ...).")
         except BaseException:
             if store.folder.is_dir() and any(store.folder.glob("*.npz")):
                 progress.info(f"Finished tiles are kept in {store.folder}; run the same command again to compute "
@@ -246,7 +248,8 @@ class _WorkerPool:
         self.actors.remove(job.actor)
         if attempt >= MAX_TILE_ATTEMPTS:
             raise ClusterError(f"Tile {job.tile.name} lost its worker {attempt} times ({_first_line(exc)}); the "
-                               "workers may run out of memory on it (try a smaller --tile-size or --batch-size). "
+                               "workers may run out of memory on it (try a smaller "
+                               f"{option_list('--tile-size', '--batch-size')}). "
                                "Run the same command again to resume.")
         self.replaced += 1
         self.progress.warning(f"A Ray worker died while computing tile {job.tile.name} ({_first_line(exc)}); the "

@@ -30,6 +30,7 @@ from mobanet.raster.blend import Block
 from mobanet.raster.predict import RunStats, WindowPredictor, predict_blocks
 from mobanet.raster.scene import Scene
 from mobanet.raster.windows import WindowGrid
+from mobanet.wording import option
 
 DEFAULT_TILE_SIZE = 2048
 
@@ -76,8 +77,8 @@ def _touching(starts: tuple[int, ...], window: int, first: int, length: int) -> 
 
 def check_tile_size(tile_size: int, window: int) -> None:
     if tile_size < window:
-        raise InputError(f"--tile-size {tile_size} is smaller than the model's window ({window} px); use at least "
-                         f"{window}, e.g. --tile-size {DEFAULT_TILE_SIZE}.")
+        raise InputError(f"{option('--tile-size')} {tile_size} is smaller than the model's window ({window} px); "
+                         f"use at least {window}, e.g. {option('--tile-size')} {DEFAULT_TILE_SIZE}.")
 
 
 def tile_plan(width: int, height: int, grid: WindowGrid, tile_size: int) -> list[Tile]:

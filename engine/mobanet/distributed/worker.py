@@ -28,6 +28,7 @@ from mobanet.progress import Progress, Task
 from mobanet.raster.normalize import DsmNormalizer, OpticalNormalizer
 from mobanet.raster.predict import RunStats, WindowPredictor, predictor_patch_size, resolve_device, resolve_window
 from mobanet.raster.scene import open_scene
+from mobanet.wording import option
 
 
 @dataclass
@@ -94,8 +95,8 @@ class TileWorker:
             self.device = str(torch_device)
             if not os.access(self.store.folder.parent, os.W_OK):
                 raise MobanetError(f"Cannot write the tile folder {self.store.folder} from worker "
-                                   f"{socket.gethostname()}; put --output on storage that every worker can write "
-                                   "(a shared filesystem).")
+                                   f"{socket.gethostname()}; put {option('--output')} on storage that every worker "
+                                   "can write (a shared filesystem).")
         except MobanetError as exc:
             self.error = (type(exc).__name__, f"{exc} (on worker {socket.gethostname()})")
 
