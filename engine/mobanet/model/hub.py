@@ -2,11 +2,12 @@
 
 timm downloads DINOv2 weights from the hub (``timm/<name>``, file
 ``model.safetensors``). Left to itself, an offline machine spends about a
-minute in the hub client's retries before it fails. This module decides
-before any download: the file already in the local hub cache is used as is;
-otherwise one request with a short timeout and no retries (the hub client's
-own, so proxies, tokens and ``HF_ENDPOINT`` apply) says whether the hub
-answers; ``HF_HUB_OFFLINE=1`` skips even that. When the weights cannot be
+minute in the hub client's retries before it fails, and a network that
+drops packets keeps it waiting for many minutes. This module decides before
+any download: the file already in the local hub cache is used as is;
+otherwise one request with a short timeout and no retries (on the hub
+client's session, so its proxies and ``HF_ENDPOINT`` apply) says whether the
+hub answers; ``HF_HUB_OFFLINE=1`` skips even that. When the weights cannot be
 had, the caller gets the reason at once and names the file to get instead.
 """
 
@@ -42,17 +43,25 @@ def cached_weights(repository: str) -> Path | None:
 
 
 def check_reachable(repository: str, timeout: float = PROBE_TIMEOUT_S) -> None:
-    """Raise `HubUnavailable` unless the hub answers for the weights file within ``timeout`` seconds."""
-    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
+    """Raise `HubUnavailable` unless the hub answers for the weights file within ``timeout`` seconds.
+
+    One HEAD request on the hub client's session (its proxies and endpoint),
+    without its standard headers: building those may first fetch a registry
+    from the hub with a timeout of its own.
+    """
+    from huggingface_hub import constants, hf_hub_url
+    from huggingface_hub.utils import get_session
 
     if constants.HF_HUB_OFFLINE:
         raise HubUnavailable("HF_HUB_OFFLINE is set")
     url = hf_hub_url(repository, WEIGHTS_FILENAME)
     try:
-        get_hf_file_metadata(url, timeout=timeout)  # one request: this call does not retry by default
-    except Exception as exc:  # DNS, connection, proxy, timeout and HTTP errors come in many types
+        response = get_session().head(url, timeout=timeout)  # redirects (to the file store) are not followed
+    except Exception as exc:  # DNS, connection, proxy and timeout errors come in many types
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise HubUnavailable(f"{constants.ENDPOINT} did not answer within {timeout:g} s: {reason}") from exc
+    if response.status_code >= 400:
+        raise HubUnavailable(f"{url} answered HTTP {response.status_code}")
 
 
 def pretrained_weights_file(timm_name: str) -> Path:

@@ -121,7 +121,7 @@ def silent_network():
 
 def build(endpoint: str, cache: Path, served: Path, **env: str) -> dict:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
-    environment.update(HF_ENDPOINT=endpoint, HF_HUB_CACHE=str(cache), HF_HUB_DISABLE_TELEMETRY="1",
+    environment.update(HF_ENDPOINT=endpoint, HF_HUB_CACHE=str(cache), HF_HOME=str(cache.parent / "hf-home"),
                        PYTHONPATH=str(ROOT / "engine"), **env)
     completed = subprocess.run([sys.executable, "-c", CHILD, str(served), TIMM_NAME], env=environment,
                                capture_output=True, text=True, timeout=300)
