@@ -144,10 +144,14 @@ def vector_layer_file(layer: QgsVectorLayer, field: str, context: QgsProcessingC
 
 
 def _single_layer_file(path: str) -> bool:
+    """One data layer, the first (the one the engine reads); a GeoPackage's style table does not count."""
     from osgeo import ogr
 
     dataset = ogr.Open(path)
-    return dataset is not None and dataset.GetLayerCount() == 1
+    if dataset is None:
+        return False
+    names = [dataset.GetLayer(i).GetName() for i in range(dataset.GetLayerCount())]
+    return len(names) >= 1 and all(name == "layer_styles" for name in names[1:])
 
 
 def layer_file(layer: QgsMapLayer, field: str, context: QgsProcessingContext,

@@ -148,7 +148,7 @@ def test_loaded_layers_are_named_after_their_files_or_their_input(mobanet_provid
 def test_land_cover_polygons_open_in_the_class_colours_later_too(mobanet_provider, scene, model_file, tmp_path):
     """Loaded by Processing and opened again as a plain layer: categorized by class with the model's colours."""
     import processing
-    from qgis.core import QgsProcessingContext, QgsProject, QgsVectorLayer
+    from qgis.core import QgsProcessingContext, QgsProcessingFeedback, QgsProject, QgsVectorLayer
 
     from mobanet.modelfile import read_card
 
@@ -170,6 +170,11 @@ def test_land_cover_polygons_open_in_the_class_colours_later_too(mobanet_provide
         found = {str(c.value()): (c.label(), c.symbol().color().getRgb()[:3]) for c in renderer.categories()}
         assert found == expected
     project.clear()
+    # as training labels the file goes to the engine as it is: its style table is no second data layer
+    from mobanet_qgis.algorithms.base import layer_file
+
+    labels = QgsVectorLayer(f"{polygons}|layername=classes", "labels", "ogr")
+    assert layer_file(labels, "'Labels'", context, QgsProcessingFeedback()) == str(polygons)
 
 
 def _raster(path: Path, bands: int, kind: str) -> Path:
