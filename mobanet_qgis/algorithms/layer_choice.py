@@ -10,8 +10,8 @@ layer another field already starts on; when no layer fits, another raster
 than those. A guess that fits is one click less; a guess that cannot be right
 (the same layer twice) is never made.
 
-Only the dialog is affected (`setGuiDefaultValueOverride`): scripts,
-``qgis_process`` and the model designer see no default.
+Only dialogs are affected (`setGuiDefaultValueOverride`): scripts and
+``qgis_process`` see no default, and a DSM that is not given is refused.
 """
 
 from __future__ import annotations
