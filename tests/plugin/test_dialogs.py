@@ -10,15 +10,22 @@ from .conftest import ROOT
 
 @pytest.fixture
 def dialogs(qgis_iface, monkeypatch):
-    """``qgis.utils.iface`` as the Processing dialogs use it (pytest-qgis's stub lacks the browser model)."""
-    from qgis.core import QgsProject
-    from qgis.gui import QgsBrowserGuiModel
+    """``qgis.utils.iface`` as the Processing dialogs and result loading use it.
 
-    model = QgsBrowserGuiModel()
-    monkeypatch.setattr(qgis_iface, "browserModel", lambda: model, raising=False)
+    pytest-qgis's stand-in lacks the browser model (dialogs) and the layer tree
+    view (QGIS 3.44 loads results through it): both are real ones here.
+    """
+    from qgis.core import QgsLayerTreeModel, QgsProject
+    from qgis.gui import QgsBrowserGuiModel, QgsLayerTreeView
+
     QgsProject.instance().clear()
+    model, tree_view = QgsBrowserGuiModel(), QgsLayerTreeView()
+    tree_view.setModel(QgsLayerTreeModel(QgsProject.instance().layerTreeRoot(), tree_view))
+    monkeypatch.setattr(qgis_iface, "browserModel", lambda: model, raising=False)
+    monkeypatch.setattr(qgis_iface, "layerTreeView", lambda: tree_view, raising=False)
     yield qgis_iface
     QgsProject.instance().clear()
+    tree_view.deleteLater()
 
 
 def _columns(panel):
@@ -126,7 +133,8 @@ def test_blank_optional_outputs_are_not_results_nor_layers_to_load(mobanet_provi
     project.clear()
 
 
-def test_loaded_layers_are_named_after_their_files_or_their_input(mobanet_provider, scene, model_file, tmp_path):
+def test_loaded_layers_are_named_after_their_files_or_their_input(mobanet_provider, dialogs, scene, model_file,
+                                                                   tmp_path):
     """A file the user named gives the layer its name; a temporary output is named after field and input."""
     import processing
     from qgis.core import QgsProcessing, QgsProcessingContext, QgsProject, QgsRasterLayer
@@ -145,14 +153,13 @@ def test_loaded_layers_are_named_after_their_files_or_their_input(mobanet_provid
     project.clear()
 
 
-def test_land_cover_polygons_open_in_the_class_colours_later_too(mobanet_provider, scene, model_file, tmp_path):
+def test_land_cover_polygons_open_in_the_class_colours_later_too(mobanet_provider, dialogs, scene, model_file,
+                                                                  model_card_of, tmp_path):
     """Loaded by Processing and opened again as a plain layer: categorized by class with the model's colours."""
     import processing
     from qgis.core import QgsProcessingContext, QgsProcessingFeedback, QgsProject, QgsVectorLayer
 
-    from mobanet.modelfile import read_card
-
-    card = read_card(model_file)
+    card = model_card_of(model_file)
     expected = {str(i): (name, tuple(color)) for i, (name, color) in enumerate(
         zip(card.class_names, card.class_colors, strict=True))}
     project = QgsProject.instance()

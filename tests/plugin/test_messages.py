@@ -1,6 +1,9 @@
 """Messages in the dialog's words: the engine names the fields a user filled in, never CLI flags."""
 
+import json
+import os
 import re
+import subprocess
 
 import pytest
 
@@ -13,12 +16,28 @@ def _algorithm(algorithm_id):
     return QgsApplication.processingRegistry().algorithmById(algorithm_id).create()
 
 
-@pytest.mark.parametrize("command", ["segment", "train", "evaluate"])
-def test_every_declared_flag_is_an_engine_option_and_has_its_field_label(mobanet_provider, command):
-    from mobanet.cli import build_parser
+# Run by the engine's Python (this one need not have torch): the options of each engine command.
+ENGINE_OPTIONS = """
+import json
+from mobanet.cli import build_parser
+commands = next(a for a in build_parser()._actions if a.dest == "command").choices
+print(json.dumps({name: [f for a in p._actions for f in a.option_strings] for name, p in commands.items()}))
+"""
 
-    subparsers = next(a for a in build_parser()._actions if a.dest == "command")
-    engine_flags = {flag for action in subparsers.choices[command]._actions for flag in action.option_strings}
+
+@pytest.fixture(scope="module")
+def engine_options(mobanet_provider):
+    from mobanet_qgis.engine_process import find_engine
+
+    engine = find_engine()
+    completed = subprocess.run([engine.python, "-c", ENGINE_OPTIONS], capture_output=True, text=True,
+                               env={**os.environ, **engine.env}, timeout=300, check=True)
+    return json.loads(completed.stdout)
+
+
+@pytest.mark.parametrize("command", ["segment", "train", "evaluate"])
+def test_every_declared_flag_is_an_engine_option_and_has_its_field_label(engine_options, command):
+    engine_flags = set(engine_options[command])
     algorithm = _algorithm(f"mobanet:{command}")
     labels = algorithm.option_labels()
     assert labels and set(labels) <= engine_flags, set(labels) - engine_flags
