@@ -43,6 +43,7 @@ class TrainingProgress:
         self.progress = progress
         self.epochs = epochs
         self.step_units = STEP_COST * windows_per_step
+        self.validate_every = validate_every
         self.epoch_units = [iterations * self.step_units
                             + (validation_windows if validation_due(e, validate_every, epochs) else 0)
                             for e in range(1, epochs + 1)]
@@ -59,6 +60,10 @@ class TrainingProgress:
         """The count of a run with these options, ``start_epoch`` epochs already done (resume)."""
         return cls(progress, options.epochs, options.iterations, options.batch_size * options.accumulate,
                    validation_windows, options.validate_every, start_epoch)
+
+    def validates(self, epoch: int) -> bool:
+        """Whether the run validates after ``epoch``: the trainer asks here, so the plan is what runs."""
+        return validation_due(epoch, self.validate_every, self.epochs)
 
     def start_epoch(self, epoch: int) -> None:
         """Epoch ``epoch`` (1-based) begins: the previous one counts as complete, the message names the new one."""
@@ -86,11 +91,15 @@ class TrainingProgress:
         if self.task is not None and self.task.done < self._epoch_end:
             self.task.update(self._epoch_end - self.task.done)
 
-    def close(self) -> None:
+    def finish(self) -> None:
         """The run ended normally: the last epoch counts as complete (100 % unless it stopped early)."""
         if self.task is not None:
             self.task.set_description("Training finished")
         self._settle()
+        self.close()
+
+    def close(self) -> None:
+        """Close the bar where it stands (also after an error, before the error is printed)."""
         if self.task is not None:
             self.task.close()
             self.task = None

@@ -54,7 +54,7 @@ from mobanet.raster.scene import coverage_warning
 from mobanet.train.distributed import DistributedContext, setup_distributed
 from mobanet.train.files import RunPaths, check_run_paths, resume_paths
 from mobanet.train.logs import TrainingLog
-from mobanet.train.run_progress import TrainingProgress, validation_due, validation_windows
+from mobanet.train.run_progress import TrainingProgress, validation_windows
 from mobanet.train.sampling import TrainingScene, WindowSampler, holdout_regions
 from mobanet.train.schedule import WarmupCosine, build_optimizer
 from mobanet.train.state import load_state, save_state
@@ -506,8 +506,7 @@ class Trainer:
                 started = time.perf_counter()
                 row = self._train_epoch()
                 self.epoch += 1
-                due = validation_due(self.epoch, options.validate_every, options.epochs)
-                validated = self.validate() if context.is_main and due else None
+                validated = self.validate() if context.is_main and self.run_progress.validates(self.epoch) else None
                 ranks = context.gather(self._rank_state())
                 if context.is_main:
                     row = self._end_of_epoch(row, validated, ranks, started)
@@ -516,8 +515,9 @@ class Trainer:
                     self.progress.metrics(epochs=options.epochs, best_miou=self.best["miou"], **row)
                 stopped_early = context.broadcast(stopped_early)
                 context.barrier()
-            self.run_progress.close()
+            self.run_progress.finish()
         finally:
+            self.run_progress.close()
             if self.log is not None:
                 self.log.close()
         if stopped_early and context.is_main:
