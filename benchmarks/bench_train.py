@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shlex
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -87,7 +89,7 @@ def main() -> None:
         f"median of {args.iterations} iterations after one warm-up; torch {torch.__version__}, "
         f"{args.threads} thread(s) on {platform.processor() or platform.machine()} ({os.cpu_count()} CPUs visible, "
         "shared). Random backbone weights (speed does not depend on them). Command: "
-        "`python benchmarks/bench_train.py`.",
+        f"`python {shlex.join(['benchmarks/bench_train.py', *sys.argv[1:]])}`.",
         "",
         "| backbone | trainable params | total params | s / iteration (step) | s / iteration (window reading) |",
         "|---|---|---|---|---|",

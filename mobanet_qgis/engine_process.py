@@ -50,6 +50,9 @@ from mobanet_qgis.engine_setup.sources import find_engine_source
 PLUGIN_DIR = Path(__file__).resolve().parent
 ENGINE_PYTHON_SETTING = "MOBANET_ENGINE_PYTHON"
 ENGINE_PYTHON_VARIABLE = "MOBANET_PYTHON"
+# JSON object {engine flag: dialog field label}; the engine's messages then name the
+# fields the user sees instead of CLI flags (engine/mobanet/wording.py).
+OPTION_LABELS_ENV = "MOBANET_OPTION_LABELS"
 
 SET_UP_HINT = 'run "MoBaNet \N{RIGHTWARDS ARROW} Set up the engine" (`qgis_process run mobanet:setup`)'
 NOT_SET_UP = (f"The MoBaNet engine is not set up in this QGIS profile: {SET_UP_HINT} once, "
@@ -177,13 +180,16 @@ class EngineRun:
     """One engine process: start, relay its events to a feedback, stop it on cancel.
 
     `outputs` are the files the command may create; they are removed when the
-    user cancels so that nothing half-written is left behind.
+    user cancels so that nothing half-written is left behind. `option_labels`
+    maps engine flags to the dialog's field labels, for the engine's messages.
     """
 
     def __init__(self, command: str, arguments: list[str], feedback: QgsProcessingFeedback | None,
-                 outputs: list[str] | None = None, engine: EngineCommand | None = None):
+                 outputs: list[str] | None = None, engine: EngineCommand | None = None,
+                 option_labels: dict[str, str] | None = None):
         self.command = command
         self.arguments = arguments
+        self.option_labels = dict(option_labels or {})
         self.feedback = feedback if feedback is not None else QgsProcessingFeedback()
         self.outputs = [str(p) for p in (outputs or []) if p]
         self.engine = engine or find_engine()
@@ -234,6 +240,7 @@ class EngineRun:
         env.update(self.engine.env)
         env["PYTHONUNBUFFERED"] = "1"
         env["PYTHONIOENCODING"] = "utf-8"
+        env[OPTION_LABELS_ENV] = json.dumps(self.option_labels)
         self.feedback.pushCommandInfo(" ".join(_quote(a) for a in argv))
         self.feedback.pushDebugInfo(f"Engine Python from the {self.engine.source}: {self.engine.python}")
         if self.engine.notice:
@@ -352,12 +359,14 @@ def _quote(argument: str) -> str:
 
 
 def run_engine(command: str, arguments: list[str], feedback: QgsProcessingFeedback | None,
-               outputs: list[str] | None = None, engine: EngineCommand | None = None) -> dict[str, Any]:
+               outputs: list[str] | None = None, engine: EngineCommand | None = None,
+               option_labels: dict[str, str] | None = None) -> dict[str, Any]:
     """Run ``python -m mobanet COMMAND ARGUMENTS --json-progress``; return its result or raise.
 
     `engine` is the one `find_engine` gave (found again when None). Raises
-    QgsProcessingException with the engine's own message on errors, and after
-    a cancel (then the new `outputs` are removed).
+    QgsProcessingException with the engine's own message on errors (naming the
+    fields of `option_labels` rather than flags), and after a cancel (then the
+    new `outputs` are removed).
     """
-    return EngineRun(command, arguments, feedback, outputs, engine).run()
+    return EngineRun(command, arguments, feedback, outputs, engine, option_labels).run()
 

@@ -113,7 +113,8 @@ class Task:
             return
         self._last_emit = now
         fraction = self.done / self.total if self.total else 1.0
-        self.progress.emit("progress", fraction=round(min(fraction, 1.0), 4), message=self.desc,
+        # rounded down: a long run must not show 100 % while its last units are still running
+        self.progress.emit("progress", fraction=math.floor(min(fraction, 1.0) * 1e4) / 1e4, message=self.desc,
                            done=self.done, total=self.total)
 
     def update(self, n: int = 1) -> None:
@@ -122,6 +123,14 @@ class Task:
             self._bar.update(n)
         else:
             self._emit(force=self.done >= self.total)
+
+    def set_description(self, desc: str) -> None:
+        """Say what the work is now (e.g. which epoch): the bar's label, or the message of the next event."""
+        self.desc = desc
+        if self._bar is not None:
+            self._bar.set_description(desc, refresh=False)
+        else:
+            self._emit(force=True)
 
     def set_postfix(self, **values: Any) -> None:
         if self._bar is not None:

@@ -14,6 +14,7 @@ from qgis.core import (
 )
 
 from mobanet_qgis.algorithms.base import MobanetAlgorithm
+from mobanet_qgis.algorithms.layer_choice import looks_like_classes, start_on
 
 # Processing output name -> key of the engine's evaluate result.
 SCORES = {
@@ -46,52 +47,37 @@ class EvaluateAlgorithm(MobanetAlgorithm):
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:
         self.add(QgsProcessingParameterRasterLayer("PREDICTION", "Classified raster"),
-                 "The classification to score: one band of class indices (255 = nodata).")
+                 "The classification to score: one band of class indices (255 = nodata).", flag="--prediction")
         self.add(QgsProcessingParameterRasterLayer("REFERENCE", "Reference labels"),
                  "The ground truth: a class-index raster (255 = ignore) or an ISPRS colour-coded RGB raster, "
-                 "covering the classified raster.")
+                 "covering the classified raster. The dialog never starts on the classified raster itself.",
+                 flag="--reference")
+        prediction = start_on(self.parameterDefinition("PREDICTION"), looks_like_classes)
+        start_on(self.parameterDefinition("REFERENCE"), looks_like_classes, taken=[prediction])
         self.add(QgsProcessingParameterBoolean("ERODED", "Ignore class borders (ISPRS eroded reference)",
                                                defaultValue=False),
-                 "Ignore reference pixels within 3 pixels of a class border, as the ISPRS 'noBoundary' scores do.")
+                 "Ignore reference pixels within 3 pixels of a class border, as the ISPRS 'noBoundary' scores do.",
+                 flag="--eroded")
         self.add(QgsProcessingParameterFileDestination(
             "OUTPUT_HTML", "Report", fileFilter="HTML files (*.html)", optional=True),
-            "An HTML report with the scores, per-class table and confusion matrix.")
+            "An HTML report with the scores, per-class table and confusion matrix.", flag="--report")
         self.add(QgsProcessingParameterFileDestination(
             "OUTPUT_JSON", "Scores as JSON", fileFilter="JSON files (*.json)", optional=True,
             createByDefault=False),
             "Optional JSON file with every score (overall_accuracy, miou, mf1, miou_all, kappa, per_class, "
-            "confusion_matrix).")
+            "confusion_matrix).", flag="--json")
         for name, (_, description) in SCORES.items():
             self.addOutput(QgsProcessingOutputNumber(name, description))
 
     def process(self, parameters: dict[str, Any], context: QgsProcessingContext,
                 feedback: QgsProcessingFeedback) -> dict[str, Any]:
-        prediction = self.raster_argument(parameters, "PREDICTION", context, feedback)
-        reference = self.raster_argument(parameters, "REFERENCE", context, feedback)
-        arguments = ["--prediction", prediction, "--reference", reference]
-        if self.parameterAsBoolean(parameters, "ERODED", context):
-            arguments.append("--eroded")
-        outputs = []
-        report = self.parameterAsFileOutput(parameters, "OUTPUT_HTML", context) \
-            if parameters.get("OUTPUT_HTML") is not None else ""
-        if report:
-            arguments += ["--report", report]
-            outputs.append(report)
-        scores_json = self.parameterAsFileOutput(parameters, "OUTPUT_JSON", context) \
-            if parameters.get("OUTPUT_JSON") is not None else ""
-        if scores_json:
-            arguments += ["--json", scores_json]
-            outputs.append(scores_json)
-
-        result = self.run_engine(arguments, feedback, outputs)
-        results: dict[str, Any] = {}
+        files = {name: self.requested_output(parameters, name, context) for name in ("OUTPUT_HTML", "OUTPUT_JSON")}
+        arguments = self.engine_arguments(parameters, context, feedback, files)
+        result = self.run_engine(arguments, feedback, [path for path in files.values() if path])
+        results: dict[str, Any] = {name: path for name, path in files.items() if path}
         for name, (key, description) in SCORES.items():
             value = result.get(key)
             results[name] = float(value) if isinstance(value, (int, float)) else None
             if results[name] is not None:
                 feedback.pushInfo(f"{description}: {results[name]:.4f}")
-        if report:
-            results["OUTPUT_HTML"] = report
-        if scores_json:
-            results["OUTPUT_JSON"] = scores_json
         return results

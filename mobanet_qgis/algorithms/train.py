@@ -18,7 +18,7 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from mobanet_qgis.algorithms.base import DEVICE_LABELS, MobanetAlgorithm, layer_file
+from mobanet_qgis.algorithms.base import DEVICE_LABELS, DEVICES, MobanetAlgorithm
 from mobanet_qgis.compat import ProcessingNumberParameterType, ProcessingSourceType
 
 BACKBONES = (
@@ -28,7 +28,8 @@ BACKBONES = (
     "tiny",
 )
 BACKBONE_LABELS = (
-    "DINOv2 ViT-S/14 (22 M parameters)", "DINOv2 ViT-B/14 (87 M)", "DINOv2 ViT-L/14 (304 M, the paper's)",
+    "DINOv2 ViT-S/14 (22 M parameters)", "DINOv2 ViT-B/14 (87 M, recommended)",
+    "DINOv2 ViT-L/14 (304 M, the paper's)",
     "DINOv2 ViT-g/14 (1.1 G)", "DINOv2 ViT-S/14 with registers", "DINOv2 ViT-B/14 with registers",
     "DINOv2 ViT-L/14 with registers", "DINOv2 ViT-g/14 with registers",
     "tiny (small random ViT, for tests and demonstrations only)",
@@ -36,6 +37,9 @@ BACKBONE_LABELS = (
 MCRM_MODES = ("local", "full", "none")
 MCRM_LABELS = ("Local: hide a random rectangle of one modality (authors' default)",
                "Full: hide one modality entirely (as in the paper)", "None: no masking")
+# ViT-B/14: close to ViT-L's features for a third of its computation, memory and download
+# (86.6 M vs 304.4 M parameters, 0.35 vs 1.2 GB of weights); the paper's ViT-L is one click away.
+DEFAULT_BACKBONE = "dinov2_vitb14"
 LAST_SUFFIX = ".last.safetensors"  # the engine writes the last epoch's model beside the best one
 SCENE_INPUTS = ("OPTICAL", "DSM", "LABELS")
 VALIDATION_INPUTS = ("VAL_OPTICAL", "VAL_DSM", "VAL_LABELS")
@@ -62,117 +66,101 @@ class TrainAlgorithm(MobanetAlgorithm):
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:
         self.add(QgsProcessingParameterMultipleLayers("OPTICAL", "Optical images", ProcessingSourceType.Raster),
-                 "One optical image (three bands) per training scene, in scene order.")
+                 "One optical image (three bands) per training scene, in scene order.", flag="--optical")
         self.add(QgsProcessingParameterMultipleLayers("DSM", "Surface models (DSM)", ProcessingSourceType.Raster),
-                 "One DSM (heights in metres) per training scene, in the same order as the optical images.")
+                 "One DSM (heights in metres) per training scene, in the same order as the optical images.",
+                 flag="--dsm")
         self.add(QgsProcessingParameterMultipleLayers("LABELS", "Labels", ProcessingSourceType.MapLayer),
                  "One label layer per training scene, in the same order: a class-index raster (0..N-1, "
-                 "255 = ignore), an ISPRS colour-coded RGB raster, or a polygon layer with a class field.")
+                 "255 = ignore), an ISPRS colour-coded RGB raster, or a polygon layer with a class field.",
+                 flag="--labels")
         self.add(QgsProcessingParameterString("CLASS_FIELD", "Class field of label polygons", optional=True),
                  "For polygon labels: the attribute holding the class (an index or a class name). Leave empty "
-                 "for the engine's default field name.")
+                 "for the engine's default field name.", flag="--class-field")
         self.add(QgsProcessingParameterMultipleLayers(
             "VAL_OPTICAL", "Validation optical images", ProcessingSourceType.Raster, optional=True),
             "Optional validation scenes (optical), used to pick the best epoch. Without them a block of each "
-            "training scene is held out.")
+            "training scene is held out.", flag="--val-optical")
         self.add(QgsProcessingParameterMultipleLayers(
             "VAL_DSM", "Validation surface models", ProcessingSourceType.Raster, optional=True),
-            "DSMs of the validation scenes, in the same order as the validation optical images.")
+            "DSMs of the validation scenes, in the same order as the validation optical images.", flag="--val-dsm")
         self.add(QgsProcessingParameterMultipleLayers(
             "VAL_LABELS", "Validation labels", ProcessingSourceType.MapLayer, optional=True),
-            "Labels of the validation scenes (rasters or polygons), in the same order.")
+            "Labels of the validation scenes (rasters or polygons), in the same order.", flag="--val-labels")
         self.add(QgsProcessingParameterEnum(
-            "BACKBONE", "Backbone", options=list(BACKBONE_LABELS), defaultValue=BACKBONES.index("dinov2_vitl14")),
-            "The frozen vision foundation model. Larger is more accurate and slower. Its pretrained weights are "
-            "downloaded by timm when online; offline, give the weights file below.")
+            "BACKBONE", "Backbone", options=list(BACKBONE_LABELS), defaultValue=BACKBONES.index(DEFAULT_BACKBONE)),
+            "The frozen vision foundation model. Larger is more accurate and slower; ViT-B is the default: "
+            "close to ViT-L's features at a third of its computation and memory, on a workstation GPU. Its "
+            "pretrained weights are downloaded when online; offline, give the weights file below.",
+            flag="--backbone", choices=BACKBONES)
         self.add(QgsProcessingParameterFile(
             "WEIGHTS", "Backbone weights file", optional=True,
             fileFilter="Backbone weights (*.pth *.safetensors);;All files (*.*)"),
             "The backbone's pretrained weights for offline machines: the original DINOv2 .pth (e.g. "
-            "dinov2_vitl14_pretrain.pth) or a timm .safetensors. Leave empty to let timm download them.")
+            "dinov2_vitb14_pretrain.pth) or a timm .safetensors. Leave empty to download them (or use the ones "
+            "already downloaded on this machine).", flag="--weights")
         self.add(QgsProcessingParameterNumber(
             "EPOCHS", "Epochs", ProcessingNumberParameterType.Integer, defaultValue=50, minValue=1),
-            "Passes of training; the model is validated after each.")
+            "Passes of training; the model is validated after each.", flag="--epochs")
         self.add(QgsProcessingParameterNumber(
             "ITERATIONS", "Iterations per epoch", ProcessingNumberParameterType.Integer, defaultValue=1000,
             minValue=1),
-            "Batches of random windows per epoch.")
+            "Batches of random windows per epoch.", flag="--iterations")
         self.add(QgsProcessingParameterNumber(
             "BATCH_SIZE", "Batch size", ProcessingNumberParameterType.Integer, defaultValue=24, minValue=1),
-            "Windows per training step. Lower it when memory runs out.", advanced=True)
+            "Windows per training step. Lower it when memory runs out.", flag="--batch-size", advanced=True)
         self.add(QgsProcessingParameterNumber(
-            "WINDOW", "Window size", ProcessingNumberParameterType.Integer, defaultValue=266, minValue=28,
+            "WINDOW", "Window size", ProcessingNumberParameterType.Integer, defaultValue=256, minValue=28,
             maxValue=2048),
-            "Side in pixels of the square windows the model is trained on; validation and later segmentation "
-            "use the same windows (the size is stored in the model file). Rounded up to whole 14 px patches: "
-            "266 is 19 patches.",
-            advanced=True)
+            "Side in pixels of the square training windows cut from the scenes (the authors use 256).",
+            flag="--window", advanced=True)
         self.add(QgsProcessingParameterNumber(
             "LR", "Learning rate", ProcessingNumberParameterType.Double, defaultValue=2e-4, minValue=0.0),
-            "Peak learning rate of AdamW (after warm-up; then cosine decay).", advanced=True)
+            "Peak learning rate of AdamW (after warm-up; then cosine decay).", flag="--lr", advanced=True)
         self.add(QgsProcessingParameterEnum("MCRM", "Modality masking (MCRM)", options=list(MCRM_LABELS),
                                             defaultValue=0),
                  "Modality-conditional random masking: a quarter of each batch loses part (local) or all (full) "
-                 "of one input, so the model learns to use both.", advanced=True)
+                 "of one input, so the model learns to use both.", flag="--mcrm", choices=MCRM_MODES,
+                 advanced=True)
         self.add(QgsProcessingParameterEnum("DEVICE", "Device", options=list(DEVICE_LABELS), defaultValue=0),
-                 "Where training runs: a CUDA GPU when one is available, or the CPU.", advanced=True)
+                 "Where training runs: a CUDA GPU when one is available, or the CPU.", flag="--device",
+                 choices=DEVICES, advanced=True)
         self.add(QgsProcessingParameterNumber(
             "SEED", "Random seed", ProcessingNumberParameterType.Integer, defaultValue=0, minValue=0),
-            "Seed of window sampling, masking and initialisation, for repeatable runs.", advanced=True)
+            "Seed of window sampling, masking and initialisation, for repeatable runs.", flag="--seed",
+            advanced=True)
         self.add(QgsProcessingParameterFileDestination(
             "OUTPUT", "Model file", fileFilter="MoBaNet model (*.safetensors)"),
-            "The trained model (.safetensors, the best epoch by validation mIoU); logs are written beside it.")
+            "The trained model (.safetensors, the best epoch by validation mIoU); logs are written beside it.",
+            flag="--output")
         self.addOutput(QgsProcessingOutputFile("OUTPUT_LAST", "Model file of the last epoch"))
 
     def _scene_files(self, parameters: dict[str, Any], names: tuple[str, ...], context: QgsProcessingContext,
-                     feedback: QgsProcessingFeedback) -> list[list[str]]:
+                     feedback: QgsProcessingFeedback) -> dict[str, list[str]]:
         """Files of each input list; the lists must be equally long (one entry per scene)."""
-        lists = [self.parameterAsLayerList(parameters, name, context) for name in names]
-        counts = [len(layers) for layers in lists]
-        if len(set(counts)) != 1:
-            described = ", ".join(f"{name} {count}" for name, count in zip(names, counts, strict=True))
+        counts = {name: len(self.parameterAsLayerList(parameters, name, context)) for name in names}
+        if len(set(counts.values())) != 1:
+            described = ", ".join(f"{count} in {self.field(name)}" for name, count in counts.items())
             raise QgsProcessingException(
-                f"Each scene needs one layer in each of {', '.join(names)}; got {described}. "
-                "Give the same number of layers, in the same order.")
-        return [[layer_file(layer, f"{name}_{k + 1}", context, feedback) for k, layer in enumerate(layers)]
-                for name, layers in zip(names, lists, strict=True)]
+                f"Each scene needs one layer in each of {', '.join(self.field(name) for name in names)}; got "
+                f"{described}. Give the same number of layers, in the same order.")
+        return {name: self.layer_list_argument(parameters, name, context, feedback) for name in names}
 
     def process(self, parameters: dict[str, Any], context: QgsProcessingContext,
                 feedback: QgsProcessingFeedback) -> dict[str, Any]:
-        optical, dsm, labels = self._scene_files(parameters, SCENE_INPUTS, context, feedback)
-        if not optical:
-            raise QgsProcessingException("Give at least one training scene (optical, DSM and labels).")
-        output = self.parameterAsFileOutput(parameters, "OUTPUT", context)
-        arguments: list[str] = []
-        for scene in zip(optical, dsm, labels, strict=True):
-            arguments += ["--optical", scene[0], "--dsm", scene[1], "--labels", scene[2]]
-        val_optical, val_dsm, val_labels = self._scene_files(parameters, VALIDATION_INPUTS, context, feedback)
-        for scene in zip(val_optical, val_dsm, val_labels, strict=True):
-            arguments += ["--val-optical", scene[0], "--val-dsm", scene[1], "--val-labels", scene[2]]
-        class_field = self.parameterAsString(parameters, "CLASS_FIELD", context).strip()
-        if class_field:
-            arguments += ["--class-field", class_field]
+        scenes = self._scene_files(parameters, SCENE_INPUTS, context, feedback)
+        if not scenes["OPTICAL"]:
+            raise QgsProcessingException(
+                f"Give at least one training scene: a layer in each of {', '.join(map(self.field, SCENE_INPUTS))}.")
+        validation = self._scene_files(parameters, VALIDATION_INPUTS, context, feedback)
+        output = self.requested_output(parameters, "OUTPUT", context)
+        arguments = self.engine_arguments(parameters, context, feedback, {**scenes, **validation, "OUTPUT": output})
         backbone = BACKBONES[self.parameterAsEnum(parameters, "BACKBONE", context)]
-        weights = self.parameterAsFile(parameters, "WEIGHTS", context)
-        if weights:
-            arguments += ["--weights", weights]
-        elif backbone != "tiny":
-            arguments += ["--pretrained"]  # timm downloads the DINOv2 weights
-        arguments += [
-            "--output", output,
-            "--backbone", backbone,
-            "--epochs", str(self.parameterAsInt(parameters, "EPOCHS", context)),
-            "--iterations", str(self.parameterAsInt(parameters, "ITERATIONS", context)),
-            "--batch-size", str(self.parameterAsInt(parameters, "BATCH_SIZE", context)),
-            "--window", str(self.parameterAsInt(parameters, "WINDOW", context)),
-            "--lr", repr(self.parameterAsDouble(parameters, "LR", context)),
-            "--mcrm", MCRM_MODES[self.parameterAsEnum(parameters, "MCRM", context)],
-            "--seed", str(self.parameterAsInt(parameters, "SEED", context)),
-            "--device", self.device_argument(parameters, "DEVICE", context),
-        ]
+        if backbone != "tiny" and not self.parameterAsFile(parameters, "WEIGHTS", context):
+            arguments.append("--pretrained")  # the engine takes the cached weights or downloads them
         self.run_engine(arguments, feedback, [output])
         results: dict[str, Any] = {"OUTPUT": output}
-        last = Path(output).with_name(Path(output).stem + LAST_SUFFIX)
+        last = Path(output).with_name(Path(output).name.removesuffix(".safetensors") + LAST_SUFFIX)
         if last.is_file():
             results["OUTPUT_LAST"] = str(last)
         return results

@@ -109,6 +109,8 @@ class RecordingFeedback:
                 self.infos: list[str] = []
                 self.debug: list[str] = []
                 self.progress_texts: list[str] = []
+                self.timeline: list[tuple[str, object]] = []  # ("progress", percent) and ("text", message) in order
+                self.progressChanged.connect(lambda value: self.timeline.append(("progress", value)))
 
             def pushInfo(self, info):
                 self.infos.append(info)
@@ -120,6 +122,7 @@ class RecordingFeedback:
 
             def setProgressText(self, text):
                 self.progress_texts.append(text)
+                self.timeline.append(("text", text))
                 super().setProgressText(text)
                 if cancel_on_progress:
                     self.cancel()

@@ -63,6 +63,7 @@ def test_train_parameters(mobanet_provider):
     assert params["OUTPUT"].type() == "fileDestination" and "safetensors" in params["OUTPUT"].fileFilter()
     assert {"tiny", "dinov2_vits14", "dinov2_vitb14", "dinov2_vitl14", "dinov2_vitg14"} <= set(BACKBONES)
     assert len(params["BACKBONE"].options()) == len(BACKBONES)
+    assert BACKBONES[params["BACKBONE"].defaultValue()] == "dinov2_vitb14"
 
 
 def test_evaluate_parameters_and_number_outputs(mobanet_provider):

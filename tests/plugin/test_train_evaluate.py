@@ -63,14 +63,42 @@ def test_train_writes_a_model_and_logs_metrics_per_epoch(mobanet_provider, scene
     results = processing.run("mobanet:train", {
         "OPTICAL": [str(scene["optical"])], "DSM": [str(scene["dsm"])], "LABELS": [str(scene["labels"])],
         "BACKBONE": BACKBONES.index("tiny"),
-        "EPOCHS": 1, "ITERATIONS": 2, "BATCH_SIZE": 2, "WINDOW": 112, "DEVICE": 1, "SEED": 3,
+        "EPOCHS": 2, "ITERATIONS": 3, "BATCH_SIZE": 2, "WINDOW": 112, "DEVICE": 1, "SEED": 3,
         "OUTPUT": str(output)}, feedback=feedback)
 
     assert results["OUTPUT"] == str(output) and output.is_file()
+    assert results["OUTPUT_LAST"] == str(tmp_path / "mine.last.safetensors")
     card = model_card_of(output)
     assert card.backbone == "tiny"
-    assert any(line.startswith("Metrics: ") and "epoch=1" in line for line in feedback.infos), feedback.infos
+    for epoch in (1, 2):
+        assert any(line.startswith("Metrics: ") and f"epoch={epoch}" in line for line in feedback.infos)
     assert feedback.progress() == 100.0
+
+
+def test_train_progress_counts_the_whole_run_and_ends_after_the_last_validation(
+        mobanet_provider, scene, tmp_path, recording_feedback):
+    """The bar moves with iterations and validated windows, never goes back, and is full only at the end."""
+    import processing
+
+    from mobanet_qgis.algorithms.train import BACKBONES
+
+    feedback = recording_feedback()
+    processing.run("mobanet:train", {
+        "OPTICAL": [str(scene["optical"])], "DSM": [str(scene["dsm"])], "LABELS": [str(scene["labels"])],
+        "BACKBONE": BACKBONES.index("tiny"), "EPOCHS": 2, "ITERATIONS": 4, "BATCH_SIZE": 2, "WINDOW": 56,
+        "DEVICE": 1, "OUTPUT": str(tmp_path / "m.safetensors")}, feedback=feedback)
+
+    values = [value for kind, value in feedback.timeline if kind == "progress"]
+    assert values == sorted(values), "the progress went back"
+    assert values[-1] == 100.0 and len(set(values)) >= 8
+    texts = [text for kind, text in feedback.timeline if kind == "text"]
+    assert texts[:2] == ["Epoch 1/2", "Validating epoch 1/2"] and "Validating epoch 2/2" in texts
+    last_validation = max(i for i, (kind, text) in enumerate(feedback.timeline) if text == "Validating epoch 2/2")
+    during = [value for kind, value in feedback.timeline[:last_validation + 1] if kind == "progress"]
+    assert max(during) < 100.0
+    second_epoch = feedback.timeline.index(("text", "Epoch 2/2"))
+    halfway = [value for kind, value in feedback.timeline[:second_epoch] if kind == "progress"]
+    assert 20.0 < max(halfway) < 80.0, "one epoch of two is not about half of the run"
 
 
 def test_train_refuses_lists_of_different_lengths(mobanet_provider, scene, tmp_path):

@@ -23,6 +23,7 @@ import torch
 from timm.models.vision_transformer import VisionTransformer
 
 from mobanet.errors import InputError, WeightsError
+from mobanet.model.hub import HubUnavailable, pretrained_weights_file
 from mobanet.wording import option
 
 ALIASES = {
@@ -84,11 +85,13 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def missing_weights_message(spec: BackboneSpec) -> str:
+def missing_weights_message(spec: BackboneSpec, reason: str = "") -> str:
+    """What to download and where to give it; ``reason`` says why the hub cannot provide it now."""
     url = spec.weights_url
-    where = f"download {url} " if url else f"get the timm weights of {spec.timm_name} (model.safetensors) "
-    return (f"Backbone {spec.name!r} needs pretrained weights: {where}and give the file with {option('--weights')} "
-            "(or allow an online download from the Hugging Face hub).")
+    where = f"download {url}" if url else f"get the timm weights of {spec.timm_name} (model.safetensors)"
+    why = f" and they cannot be downloaded now ({reason})" if reason else ""
+    return (f"Backbone {spec.name!r} needs pretrained weights{why}: {where} and give the file with "
+            f"{option('--weights')}.")
 
 
 def create_backbone(spec: BackboneSpec, weights: str | Path | None = None, pretrained: bool = False,
@@ -102,10 +105,13 @@ def create_backbone(spec: BackboneSpec, weights: str | Path | None = None, pretr
 
     ``weights`` may be an original Meta DINOv2 ``.pth`` (loaded with
     ``weights_only=True``) or a timm ``.safetensors``; timm's checkpoint filter
-    renames Meta keys and resamples the position embedding. Without a source a
-    non-tiny backbone raises `WeightsError` naming the file to download.
+    renames Meta keys and resamples the position embedding. ``pretrained``
+    takes the file timm would download (`mobanet.model.hub`). Without a source
+    a non-tiny backbone raises `WeightsError` naming the file to download.
     """
     kwargs: dict[str, Any] = dict(num_classes=0, dynamic_img_size=True, **spec.overrides)
+    if weights is None and pretrained and spec.name != TINY:
+        weights = _hub_weights(spec)
     if weights is not None:
         path = Path(weights)
         if path.is_dir():
@@ -120,12 +126,6 @@ def create_backbone(spec: BackboneSpec, weights: str | Path | None = None, pretr
             raise WeightsError(
                 f"Cannot load backbone weights {path} into {spec.name!r} ({spec.timm_name}): {exc}. "
                 "Check that the file is the DINOv2 checkpoint of this backbone size.") from exc
-    elif pretrained and spec.name != TINY:
-        try:
-            model = timm.create_model(spec.timm_name, pretrained=True, **kwargs)
-        except Exception as exc:  # network, hub and cache errors come in many types
-            raise WeightsError(f"Downloading weights for {spec.name!r} failed ({exc}); "
-                               f"{missing_weights_message(spec)}") from exc
     elif random_init or spec.name == TINY:
         model = timm.create_model(spec.timm_name, pretrained=False, **kwargs)
     else:
@@ -133,6 +133,14 @@ def create_backbone(spec: BackboneSpec, weights: str | Path | None = None, pretr
     if not isinstance(model, VisionTransformer):
         raise InputError(f"Backbone {spec.name!r} is a {type(model).__name__}, not a ViT; use a DINOv2 ViT.")
     return model
+
+
+def _hub_weights(spec: BackboneSpec) -> Path:
+    """The pretrained weights timm would download, from the hub cache or the hub; fails at once when offline."""
+    try:
+        return pretrained_weights_file(spec.timm_name)
+    except HubUnavailable as exc:
+        raise WeightsError(missing_weights_message(spec, str(exc))) from exc
 
 
 def backbone_tokens(backbone: VisionTransformer, patch_grid: torch.Tensor, table: torch.Tensor) -> torch.Tensor:

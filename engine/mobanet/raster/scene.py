@@ -357,6 +357,9 @@ def open_scene(optical: str | Path, dsm: str | Path, card: ModelCard, bands: lis
         optical_ds = _expanded_palette(optical_ds)
         notes.append(f"Optical raster {optical_path} is paletted: its colour table is expanded to R,G,B bands.")
 
+    if dsm_ds.RasterCount != 1:  # first: with the two swapped, this is the message that helps
+        raise InputError(f"DSM {dsm_path} has {dsm_ds.RasterCount} bands; a DSM has one band of heights in "
+                         f"metres. Did you swap {option('--optical')} and {option('--dsm')}?")
     wanted = len(card.optical_bands)
     bands = list(bands) if bands else list(card.optical_bands)
     if len(bands) != wanted:
@@ -370,9 +373,6 @@ def open_scene(optical: str | Path, dsm: str | Path, card: ModelCard, bands: lis
         if not 1 <= band_index <= count:
             raise InputError(f"Optical raster {optical_path} has {count} band(s): band {band_index} does not "
                              f"exist; give {option('--bands')} numbers from 1 to {count}.")
-    if dsm_ds.RasterCount != 1:
-        raise InputError(f"DSM {dsm_path} has {dsm_ds.RasterCount} bands; a DSM has one band of heights in "
-                         f"metres. Did you swap {option('--optical')} and {option('--dsm')}?")
 
     width, height = optical_ds.RasterXSize, optical_ds.RasterYSize
     geotransform = optical_ds.GetGeoTransform()

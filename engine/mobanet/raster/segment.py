@@ -26,6 +26,7 @@ from mobanet.modelfile import load_model, read_card
 from mobanet.pathcheck import OUTPUT, PathArgument, check_paths
 from mobanet.progress import Progress
 from mobanet.raster.blend import Block
+from mobanet.raster.polygon_style import store_polygon_style
 from mobanet.raster.predict import RunStats, WindowPredictor, predict_blocks, resolve_device, resolve_window
 from mobanet.raster.scene import Scene, aligned_source, coverage_warning, input_path, open_scene
 from mobanet.raster.writers import (
@@ -220,6 +221,7 @@ def segment(optical: str | Path, dsm: str | Path, output: str | Path, model: str
                 polygon_output = outputs.add(polygons)
                 polygon_count = write_polygons(polygon_output.temp, class_output.temp, card.class_names, min_area,
                                                final=polygons)
+                store_polygon_style(polygon_output.temp, card.class_names, card.class_colors, final=polygons)
                 polygon_output.verify = lambda path: verify_polygons(path, polygon_count, polygons)
             progress.info("Verifying and committing the outputs.")
     finally:

@@ -54,6 +54,7 @@ from mobanet.raster.scene import coverage_warning
 from mobanet.train.distributed import DistributedContext, setup_distributed
 from mobanet.train.files import RunPaths, check_run_paths, resume_paths
 from mobanet.train.logs import TrainingLog
+from mobanet.train.run_progress import TrainingProgress, validation_windows
 from mobanet.train.sampling import TrainingScene, WindowSampler, holdout_regions
 from mobanet.train.schedule import WarmupCosine, build_optimizer
 from mobanet.train.state import load_state, save_state
@@ -235,6 +236,8 @@ class Trainer:
         self.log = TrainingLog(self.paths.log_dir, self.card.class_names) if context.is_main else None
         if self.log is not None and self.resume_from:
             self.log.resume(self.epoch)
+        self.run_progress = TrainingProgress.for_run(progress if context.is_main else None, options,
+                                                     validation_windows(self.validation, self.card.window), self.epoch)
 
     # -- set-up -------------------------------------------------------------------------
     def _build_model(self) -> tuple[MoBaNet, ModelCard]:
@@ -366,21 +369,16 @@ class Trainer:
         self.model.train()
         lr = self.schedule.current()
         losses, correct, labelled = [], 0, 0
-        task = self.progress.task(options.iterations, f"Epoch {self.epoch + 1}/{options.epochs}") \
-            if self.context.is_main else None
+        self.run_progress.start_epoch(self.epoch + 1)
         batches = self._read_ahead(options.iterations * options.accumulate)
         try:
             for _ in range(options.iterations):
                 loss, hits, count = self.optimise([next(batches) for _ in range(options.accumulate)])
                 losses.append(loss)
                 correct, labelled = correct + hits, labelled + count
-                if task is not None:
-                    task.set_postfix(loss=f"{loss:.3f}", lr=f"{self.schedule.current():.2e}")
-                    task.update(1)
+                self.run_progress.step(loss, self.schedule.current())
         finally:
             batches.close()
-            if task is not None:
-                task.close()
         return {"loss": self.context.mean(float(np.mean(losses))),
                 "train_oa": self.context.mean(correct / max(labelled, 1)), "lr": lr}
 
@@ -392,7 +390,8 @@ class Trainer:
         matrix = np.zeros((count, count), dtype=np.int64)
         for item in self.validation:
             classes, _ = predict_array(self.model, self.card, item.scene, window=self.card.window,
-                                       batch_size=self.options.batch_size, device=str(self.device))
+                                       batch_size=self.options.batch_size, device=str(self.device),
+                                       progress=self.run_progress.validation(self.epoch))
             matrix += confusion_matrix(classes, item.labels, count)
         self.model.train()
         return scores(matrix, self.card.class_names, self.card.mean_class_indices())
@@ -507,8 +506,7 @@ class Trainer:
                 started = time.perf_counter()
                 row = self._train_epoch()
                 self.epoch += 1
-                due = self.epoch % options.validate_every == 0 or self.epoch == options.epochs
-                validated = self.validate() if context.is_main and due else None
+                validated = self.validate() if context.is_main and self.run_progress.validates(self.epoch) else None
                 ranks = context.gather(self._rank_state())
                 if context.is_main:
                     row = self._end_of_epoch(row, validated, ranks, started)
@@ -517,7 +515,9 @@ class Trainer:
                     self.progress.metrics(epochs=options.epochs, best_miou=self.best["miou"], **row)
                 stopped_early = context.broadcast(stopped_early)
                 context.barrier()
+            self.run_progress.finish()
         finally:
+            self.run_progress.close()
             if self.log is not None:
                 self.log.close()
         if stopped_early and context.is_main:

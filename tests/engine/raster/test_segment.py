@@ -73,6 +73,9 @@ def test_output_is_a_classified_geotiff_on_the_optical_grid(tmp_path, tiny_model
     assert len(polygons) == result["polygon_count"] > 0
     for class_id, class_name, area in polygons:
         assert class_name == card.class_names[class_id] and area >= 5.0
+    styled = ogr.Open(str(tmp_path / "poly.gpkg"))
+    assert [f.GetField("f_table_name") for f in styled.GetLayerByName("layer_styles")] == ["classes"]
+    del styled
     assert not list(tmp_path.glob(".*partial*"))  # no temporary file left
 
 
