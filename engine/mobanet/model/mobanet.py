@@ -14,8 +14,9 @@ the patch size (14):
 The position table is resampled to the patch grid as DINOv2 itself does it
 (`mobanet.model.position`), once per grid size.
 
-Profiles (`mobanet.model.profiles`): ``"mobanet"`` (ours: one projection
-shared by the stages, ...) or ``"reference"``, the authors' released layout.
+Profiles (`mobanet.model.profiles`): ``"mobanet"``, this project's layout,
+or ``"reference"``, the authors' released one (a projection per stage, their
+UPerNet and auxiliary heads, direct CPIA), which loads their checkpoints.
 
 Ablation variants (`MoBaNetConfig`): ``cpia="none"``, ``fusion="mean"``,
 single streams ``"optical"``/``"dsm"``, ``"early"`` (one stream fed a
