@@ -39,6 +39,7 @@ from mobanet.model.backbone import ALIASES, TINY, create_backbone, file_sha256, 
 from mobanet.model.profiles import PROFILES
 from mobanet.modelfile import save_model
 from mobanet.progress import Progress
+from mobanet.wording import option
 
 BACKBONE_PREFIX = "image_encoder.backbone."
 SOURCE = "sauryeo/MoBaNet train.py"
@@ -165,14 +166,15 @@ def find_backbone(path: Path, tensors: dict[str, torch.Tensor], requested: str |
     for name in candidates:
         with torch.device("meta"):
             backbone = create_backbone(resolve_backbone(name), random_init=True)
-        if (backbone.embed_dim, len(backbone.blocks), backbone.num_reg_tokens > 0) == found:
+        built = (backbone.embed_dim, len(backbone.blocks), backbone.num_reg_tokens > 0)
+        if built == found:
             return name
     if requested:
-        raise InputError(f"{path} holds a DINOv2 of {_describe(*found)}, not {requested} given with --backbone "
-                         f"({_describe(backbone.embed_dim, len(backbone.blocks), backbone.num_reg_tokens > 0)}); "
-                         "drop --backbone or name the backbone the checkpoint was trained on.")
+        raise InputError(f"{path} holds a DINOv2 of {_describe(*found)}, not {requested} given with "
+                         f"{option('--backbone')} ({_describe(*built)}); drop {option('--backbone')} or name the "
+                         "backbone the checkpoint was trained on.")
     raise InputError(f"{path} holds a DINOv2 of {_describe(*found)}, which is none of {', '.join(candidates)}; "
-                     "name its backbone with --backbone.")
+                     f"name its backbone with {option('--backbone')}.")
 
 
 def check_layout(path: Path, tensors: dict[str, torch.Tensor], expected: dict[str, tuple[int, ...]]) -> None:
@@ -186,7 +188,7 @@ def check_layout(path: Path, tensors: dict[str, torch.Tensor], expected: dict[st
     if problems:
         raise InputError(f"{path} does not have the layout of the authors' MoBaNet on this backbone: "
                          f"{'; '.join(problems)}. Give the checkpoint written by their train.py for a DINOv2 model "
-                         "(and --backbone when it is not found from the tensors).")
+                         f"(and {option('--backbone')} when it is not found from the tensors).")
 
 
 def to_our_names(tensors: dict[str, torch.Tensor], backbone: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -209,8 +211,8 @@ def _load(path: Path, state: dict[str, torch.Tensor], skeleton: MoBaNet, weights
     for name, tensor in model.backbone.state_dict().items():
         if not torch.equal(state[f"backbone.{name}"], tensor):
             raise InputError(f"The backbone in {path} differs from {weights} (first at {name}); give the DINOv2 "
-                             "weights the model was trained on with --weights, or leave --weights out to keep the "
-                             "checkpoint's backbone in the model file.")
+                             f"weights the model was trained on with {option('--weights')}, or leave it out to keep "
+                             "the checkpoint's backbone in the model file.")
     model.load_state_dict(state, strict=True)
     return model.eval()
 

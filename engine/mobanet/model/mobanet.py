@@ -43,6 +43,7 @@ from mobanet.model.decoder import AuxHead, SimpleFeaturePyramid, UPerHead, resiz
 from mobanet.model.fusion import build_fusion
 from mobanet.model.position import INTERPOLATIONS, PositionTables
 from mobanet.model.profiles import PROFILES
+from mobanet.wording import option
 
 CHOICES = {
     "cpia": ("adapter", "direct", "none"),
@@ -82,8 +83,8 @@ class MoBaNetConfig:
         for name, value in PROFILES[self.profile].fixed.items():
             if getattr(self, name) != value:
                 raise InputError(f"The {self.profile} profile is the authors' released model, which has "
-                                 f"{name} {value!r}, not {getattr(self, name)!r}; leave --{name.replace('_', '-')} "
-                                 "out or use --profile mobanet.")
+                                 f"{name} {value!r}, not {getattr(self, name)!r}; leave "
+                                 f"{option('--' + name.replace('_', '-'))} out or use {option('--profile')} mobanet.")
         if self.num_classes < 1:
             raise InputError(f"A model needs at least one class, got num_classes={self.num_classes}.")
 
@@ -273,7 +274,7 @@ class MoBaNet(nn.Module):
             raise InputError(f"Optical {tuple(optical.shape)} and DSM {tuple(dsm.shape)} windows do not match.")
         if self.training and optical.shape[0] < 2 and PROFILES[self.config.profile].head.pooled_norm:
             raise InputError("The reference profile batch-normalises 1x1 pooled maps, which needs 2 or more windows "
-                             "per training batch; use --batch-size 2 or more.")
+                             f"per training batch; use {option('--batch-size')} 2 or more.")
         height, width = optical.shape[-2:]
         optical, dsm = self._pad(optical), self._pad(dsm)
         padded = tuple(optical.shape[-2:])
