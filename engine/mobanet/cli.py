@@ -21,7 +21,7 @@ from mobanet.errors import Cancelled, MobanetError
 from mobanet.fileutil import write_error
 from mobanet.progress import Progress
 
-COMMANDS = ("segment", "train", "evaluate", "synth", "info")
+COMMANDS = ("segment", "train", "evaluate", "synth", "info", "import_")
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mobanet.errors import InputError
-from mobanet.model import MoBaNetConfig, build_model, resolve_backbone
+from mobanet.model import PROFILES, MoBaNetConfig, build_model, resolve_backbone
 from mobanet.model.mobanet import CHOICES
 from mobanet.modelfile import model_config, read_card
 from mobanet.progress import Progress
@@ -33,6 +33,8 @@ def register(subparsers: argparse._SubParsersAction, parents: list[argparse.Argu
     parser.add_argument("--json", action="store_true", help="print the answer as JSON")
     variant = parser.add_argument_group("model variant for --backbone")
     variant.add_argument("--num-classes", type=int, default=6)
+    variant.add_argument("--profile", choices=tuple(PROFILES), default="mobanet",
+                         help="ours, or 'reference': the authors' released layout")
     for name, choices in CHOICES.items():
         variant.add_argument(f"--{name}", choices=choices, default=getattr(MoBaNetConfig, name))
     variant.add_argument("--feature-pyramid", action="store_true")
@@ -48,7 +50,7 @@ def parameter_counts(config: MoBaNetConfig) -> dict[str, Any]:
 
 
 def _backbone_info(args: argparse.Namespace) -> dict[str, Any]:
-    config = MoBaNetConfig(backbone=args.backbone, num_classes=args.num_classes, cpia=args.cpia,
+    config = MoBaNetConfig(backbone=args.backbone, num_classes=args.num_classes, profile=args.profile, cpia=args.cpia,
                            fusion=args.fusion, streams=args.streams, feature_pyramid=args.feature_pyramid,
                            finetune_backbone=args.finetune_backbone)
     return {"backbone": args.backbone, "timm_name": resolve_backbone(args.backbone).timm_name,

@@ -20,6 +20,7 @@ from mobanet.card import DEFAULT_WINDOW
 from mobanet.commands import HelpFormatter, band_list
 from mobanet.errors import InputError
 from mobanet.model.mobanet import CHOICES
+from mobanet.model.profiles import PROFILES
 from mobanet.progress import Progress
 from mobanet.wording import option
 
@@ -51,8 +52,13 @@ def register(subparsers: argparse._SubParsersAction, parents: list[argparse.Argu
     net.add_argument("--weights", metavar="FILE", help="backbone weights (Meta .pth or timm .safetensors)")
     net.add_argument("--pretrained", action="store_true", help="download the backbone weights through timm")
     net.add_argument("--init", metavar="MODEL", help="start from this model file (fine-tune an existing model)")
-    for name, choices in CHOICES.items():
-        net.add_argument(f"--{name}", choices=choices, default=choices[0])
+    net.add_argument("--profile", choices=tuple(PROFILES), default="mobanet",
+                     help="network layout: ours, or 'reference', the authors' released model (direct CPIA, a "
+                          "projection per stage, their UPerNet; DSM min-max over the whole raster)")
+    net.add_argument("--cpia", choices=CHOICES["cpia"],
+                     help="CPIA form (default: the profile's: adapter for mobanet, direct for reference)")
+    for name in ("fusion", "streams"):
+        net.add_argument(f"--{name}", choices=CHOICES[name], default=CHOICES[name][0])
     net.add_argument("--full-finetune", action="store_true", help="train the backbone too (nothing frozen)")
     net.add_argument("--feature-pyramid", action="store_true", help="simple feature pyramid before the head")
     net.add_argument("--mcrm", choices=("local", "full", "none"), default="local",
@@ -112,11 +118,11 @@ def run(args: argparse.Namespace, progress: Progress) -> dict:
         validation=_scenes(args.val_optical, args.val_dsm, args.val_labels, args.class_field, "val-"),
         output=Path(args.output), holdout=args.holdout, backbone=args.backbone,
         weights=Path(args.weights) if args.weights else None, pretrained=args.pretrained,
-        init=Path(args.init) if args.init else None, cpia=args.cpia, fusion=args.fusion, streams=args.streams,
-        finetune_backbone=args.full_finetune, feature_pyramid=args.feature_pyramid, mcrm=args.mcrm,
-        mcrm_ratio=args.mcrm_ratio, aux_weight=args.aux_weight, epochs=args.epochs, iterations=args.iterations,
-        batch_size=args.batch_size, accumulate=args.accumulate, window=args.window, lr=args.lr,
-        min_lr=args.min_lr, weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
+        init=Path(args.init) if args.init else None, profile=args.profile, cpia=args.cpia, fusion=args.fusion,
+        streams=args.streams, finetune_backbone=args.full_finetune, feature_pyramid=args.feature_pyramid,
+        mcrm=args.mcrm, mcrm_ratio=args.mcrm_ratio, aux_weight=args.aux_weight, epochs=args.epochs,
+        iterations=args.iterations, batch_size=args.batch_size, accumulate=args.accumulate, window=args.window,
+        lr=args.lr, min_lr=args.min_lr, weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
         min_labelled=args.min_labelled, class_balanced=args.class_balanced, seed=args.seed, device=args.device,
         amp=not args.no_amp, resume=Path(args.resume) if args.resume else None,
         early_stopping=args.early_stopping, full_checkpoint=args.full_checkpoint,

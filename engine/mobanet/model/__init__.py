@@ -4,6 +4,7 @@ from mobanet.model.backbone import BackboneSpec, resolve_backbone
 from mobanet.model.loss import MoBaNetLoss
 from mobanet.model.masking import mask_modalities
 from mobanet.model.mobanet import MoBaNet, MoBaNetConfig, build_model
+from mobanet.model.profiles import PROFILES, Profile
 
-__all__ = ["BackboneSpec", "MoBaNet", "MoBaNetConfig", "MoBaNetLoss", "build_model", "mask_modalities",
-           "resolve_backbone"]
+__all__ = ["PROFILES", "BackboneSpec", "MoBaNet", "MoBaNetConfig", "MoBaNetLoss", "Profile", "build_model",
+           "mask_modalities", "resolve_backbone"]

@@ -8,7 +8,8 @@ On the stage maps F_o, F_d (C channels, after the backbone's final norm):
 
 W2 and its bias start at zero, so the gate is exactly 0.5 before training:
 fusion starts as an even mix and learns where one modality is more reliable.
-``MeanFusion`` is the ablation without the gate (always 0.5).
+``MeanFusion`` is the ablation without the gate (always 0.5). The authors'
+layout (reference profile) has W1 without bias and GroupNorm(1, h).
 """
 
 from __future__ import annotations
@@ -33,13 +34,13 @@ class ChannelLayerNorm(nn.Module):
 class GatedFusion(nn.Module):
     """The DGFM gate (see module docstring)."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, mix_bias: bool = True, groups: int | None = None):
         super().__init__()
         hidden = max(32, channels // 8)
         self.reduce_optical = nn.Conv2d(channels, hidden, 1, bias=False)  # R_o
         self.reduce_dsm = nn.Conv2d(channels, hidden, 1, bias=False)  # R_d
-        self.mix = nn.Conv2d(3 * hidden, hidden, 1)  # W1
-        self.group_norm = nn.GroupNorm(math.gcd(8, hidden), hidden)
+        self.mix = nn.Conv2d(3 * hidden, hidden, 1, bias=mix_bias)  # W1
+        self.group_norm = nn.GroupNorm(groups or math.gcd(8, hidden), hidden)
         self.gate = nn.Conv2d(hidden, channels, 1)  # W2
         nn.init.zeros_(self.gate.weight)
         nn.init.zeros_(self.gate.bias)
@@ -67,9 +68,9 @@ class MeanFusion(nn.Module):
         return self.norm(0.5 * (optical + dsm))
 
 
-def build_fusion(kind: str, channels: int) -> nn.Module:
+def build_fusion(kind: str, channels: int, mix_bias: bool = True, groups: int | None = None) -> nn.Module:
     if kind == "gated":
-        return GatedFusion(channels)
+        return GatedFusion(channels, mix_bias, groups)
     if kind == "mean":
         return MeanFusion(channels)
     raise ValueError(f"unknown fusion {kind!r}")

@@ -8,11 +8,15 @@ the patch size (14):
     DSM x3  -> trainable patch embed /
     for each of 4 stages: CPIA on the patch tokens, then the stage's frozen blocks on all 2B
                           -> final norm -> maps F_o, F_d -> DGFM -> fused map
-    fused maps -> shared 1x1 projection -> (simple feature pyramid) -> UPerNet -> logits, cropped back
-    stage-1 F_o, F_d -> shared projection -> auxiliary heads (training only)
+    fused maps -> 1x1 projection -> (simple feature pyramid) -> UPerNet -> logits, cropped back
+    stage-1 F_o, F_d -> the same projection -> auxiliary heads (training only)
 
 The position table is resampled to the patch grid as DINOv2 itself does it
 (`mobanet.model.position`), once per grid size.
+
+Profiles (`mobanet.model.profiles`): ``"mobanet"``, this project's layout,
+or ``"reference"``, the authors' released one (a projection per stage, their
+UPerNet and auxiliary heads, direct CPIA), which loads their checkpoints.
 
 Ablation variants (`MoBaNetConfig`): ``cpia="none"``, ``fusion="mean"``,
 single streams ``"optical"``/``"dsm"``, ``"early"`` (one stream fed a
@@ -38,6 +42,8 @@ from mobanet.model.cpia import CPIA
 from mobanet.model.decoder import AuxHead, SimpleFeaturePyramid, UPerHead, resize
 from mobanet.model.fusion import build_fusion
 from mobanet.model.position import INTERPOLATIONS, PositionTables
+from mobanet.model.profiles import PROFILES
+from mobanet.wording import option
 
 CHOICES = {
     "cpia": ("adapter", "direct", "none"),
@@ -55,7 +61,8 @@ class MoBaNetConfig:
 
     backbone: str = "tiny"
     num_classes: int = 6
-    cpia: str = "adapter"  # "adapter" (paper) | "direct" (authors' DINOv2 code) | "none"
+    profile: str = "mobanet"  # "mobanet" | "reference" (the authors' released layout; see mobanet.model.profiles)
+    cpia: str | None = None  # "adapter" (paper) | "direct" (authors' DINOv2 code) | "none"; None: the profile's
     fusion: str = "gated"  # "gated" (DGFM) | "mean"
     streams: str = "dual"  # "dual" | "optical" | "dsm" | "early" (4-channel input)
     finetune_backbone: bool = False
@@ -66,9 +73,18 @@ class MoBaNetConfig:
     pos_embed_interpolation: str = "dinov2"  # "dinov2" (Meta's, exact) | "timm" (files saved before it was recorded)
 
     def __post_init__(self) -> None:
+        if self.profile not in PROFILES:
+            raise InputError(f"Model profile {self.profile!r} is not one of {', '.join(PROFILES)}.")
+        if self.cpia is None:
+            self.cpia = PROFILES[self.profile].cpia
         for name, allowed in [*CHOICES.items(), ("pos_embed_interpolation", INTERPOLATIONS)]:
             if getattr(self, name) not in allowed:
                 raise InputError(f"Model option {name}={getattr(self, name)!r} is not one of {', '.join(allowed)}.")
+        for name, value in PROFILES[self.profile].fixed.items():
+            if getattr(self, name) != value:
+                raise InputError(f"The {self.profile} profile is the authors' released model, which has "
+                                 f"{name} {value!r}, not {getattr(self, name)!r}; leave "
+                                 f"{option('--' + name.replace('_', '-'))} out or use {option('--profile')} mobanet.")
         if self.num_classes < 1:
             raise InputError(f"A model needs at least one class, got num_classes={self.num_classes}.")
 
@@ -136,7 +152,8 @@ class MoBaNet(nn.Module):
         self.patch_size = int(backbone.patch_embed.patch_size[0])
         self.taps = stage_taps(len(backbone.blocks))
         self.position_tables = PositionTables(config.pos_embed_interpolation)
-        width = backbone.embed_dim
+        profile = PROFILES[config.profile]
+        width, projected = backbone.embed_dim, config.projection_channels
 
         self.backbone = backbone
         self.backbone.requires_grad_(config.finetune_backbone)
@@ -147,15 +164,19 @@ class MoBaNet(nn.Module):
         if config.dual and config.cpia != "none":
             self.cpia = nn.ModuleList(CPIA(width, config.cpia) for _ in self.taps)
         if config.dual:
-            self.fusion = nn.ModuleList(build_fusion(config.fusion, width) for _ in self.taps)
-        self.projection = nn.Conv2d(width, config.projection_channels, 1, bias=False)
+            self.fusion = nn.ModuleList(build_fusion(config.fusion, width, profile.fusion_mix_bias,
+                                                     profile.fusion_groups) for _ in self.taps)
+        if profile.shared_projection:
+            self.projection = nn.Conv2d(width, projected, 1, bias=False)
+        else:
+            self.projections = nn.ModuleList(nn.Conv2d(width, projected, 1, bias=False) for _ in self.taps)
         if config.feature_pyramid:
-            self.pyramid = SimpleFeaturePyramid(config.projection_channels)
-        self.head = UPerHead(config.projection_channels, config.decoder_channels, config.num_classes)
+            self.pyramid = SimpleFeaturePyramid(projected)
+        self.head = UPerHead(projected, config.decoder_channels, config.num_classes, profile.head)
         if config.dual and config.aux_heads:
-            self.aux_heads = nn.ModuleDict({
-                name: AuxHead(config.projection_channels, config.decoder_channels, config.num_classes)
-                for name in ("optical", "dsm")})
+            aux_width = projected if profile.aux_on_projection else config.decoder_channels
+            self.aux_heads = nn.ModuleDict({name: AuxHead(projected, aux_width, config.num_classes, profile.head)
+                                            for name in ("optical", "dsm")})
         self.train(False)
 
     # -- modes and tensors --------------------------------------------------------
@@ -236,6 +257,10 @@ class MoBaNet(nn.Module):
         return maps
 
     # -- decoder ------------------------------------------------------------------
+    def project(self, stage: int, stage_map: torch.Tensor) -> torch.Tensor:
+        """The 1x1 projection of a stage map to the decoder's input width (shared, or the stage's own)."""
+        return self.projection(stage_map) if hasattr(self, "projection") else self.projections[stage](stage_map)
+
     def forward_train(self, optical: torch.Tensor, dsm: torch.Tensor) -> dict[str, torch.Tensor | None]:
         """Logits ``[B, K, H, W]`` and, for dual streams with auxiliary heads, each modality's aux logits."""
         return self._decode(optical, dsm, with_aux=True)
@@ -247,6 +272,9 @@ class MoBaNet(nn.Module):
     def _decode(self, optical: torch.Tensor, dsm: torch.Tensor, with_aux: bool) -> dict[str, torch.Tensor | None]:
         if optical.shape[0] != dsm.shape[0] or optical.shape[-2:] != dsm.shape[-2:]:
             raise InputError(f"Optical {tuple(optical.shape)} and DSM {tuple(dsm.shape)} windows do not match.")
+        if self.training and optical.shape[0] < 2 and PROFILES[self.config.profile].head.pooled_norm:
+            raise InputError("The reference profile batch-normalises 1x1 pooled maps, which needs 2 or more windows "
+                             f"per training batch; use {option('--batch-size')} 2 or more.")
         height, width = optical.shape[-2:]
         optical, dsm = self._pad(optical), self._pad(dsm)
         padded = tuple(optical.shape[-2:])
@@ -255,7 +283,7 @@ class MoBaNet(nn.Module):
             stages = [fuse(o, d) for fuse, o, d in zip(self.fusion, *stream_maps, strict=True)]
         else:
             stages = stream_maps[0]
-        projected = [self.projection(s) for s in stages]
+        projected = [self.project(stage, s) for stage, s in enumerate(stages)]
         if hasattr(self, "pyramid"):
             projected = self.pyramid(projected)
         outputs: dict[str, torch.Tensor | None] = {
@@ -263,7 +291,7 @@ class MoBaNet(nn.Module):
             "aux_optical": None, "aux_dsm": None}
         if with_aux and hasattr(self, "aux_heads"):
             for name, maps in zip(("optical", "dsm"), stream_maps, strict=True):
-                aux = self.aux_heads[name](self.projection(maps[0]))
+                aux = self.aux_heads[name](self.project(0, maps[0]))
                 outputs[f"aux_{name}"] = resize(aux, padded)[..., :height, :width]
         return outputs
 

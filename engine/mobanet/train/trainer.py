@@ -29,7 +29,7 @@ import math
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ from mobanet.errors import InputError
 from mobanet.fileutil import OutputSet
 from mobanet.labels import read_labels
 from mobanet.metrics import confusion_matrix, scores
-from mobanet.model import MoBaNet, MoBaNetConfig, MoBaNetLoss, build_model, mask_modalities
+from mobanet.model import PROFILES, MoBaNet, MoBaNetConfig, MoBaNetLoss, build_model, mask_modalities
 from mobanet.modelfile import load_model, read_card, save_model
 from mobanet.progress import Progress
 from mobanet.raster import Scene, open_scene, predict_array
@@ -86,7 +86,8 @@ class TrainOptions:
     backbone: str = "tiny"
     weights: Path | None = None
     pretrained: bool = False
-    cpia: str = "adapter"
+    profile: str = "mobanet"  # or "reference": the authors' released layout (mobanet.model.profiles)
+    cpia: str | None = None  # None: the profile's form
     fusion: str = "gated"
     streams: str = "dual"
     finetune_backbone: bool = False
@@ -257,12 +258,12 @@ class Trainer:
             colors = [c.color for c in ISPRS_CLASSES][:len(names)]
         else:
             raise InputError(f"Classes {names} are not the ISPRS classes; give their colours too (class_colors).")
-        config = MoBaNetConfig(backbone=options.backbone, num_classes=len(names), cpia=options.cpia,
-                               fusion=options.fusion, streams=options.streams,
+        config = MoBaNetConfig(backbone=options.backbone, num_classes=len(names), profile=options.profile,
+                               cpia=options.cpia, fusion=options.fusion, streams=options.streams,
                                finetune_backbone=options.finetune_backbone, feature_pyramid=options.feature_pyramid)
         model = build_model(config, weights=options.weights, pretrained=options.pretrained)
-        card = ModelCard(name=self.paths.best.name.removesuffix(".safetensors"), class_names=names,
-                         class_colors=colors, gsd=options.gsd)
+        card = ModelCard(name=self.paths.best.name.removesuffix(".safetensors"), class_names=names, class_colors=colors,
+                         gsd=options.gsd, dsm_normalization=replace(PROFILES[config.profile].dsm_normalization))
         if options.bands:
             card.optical_bands = list(options.bands)
         return model, card

@@ -22,6 +22,8 @@ VARIANTS = [
     {"finetune_backbone": True},
     {"feature_pyramid": True},
     {"aux_heads": False},
+    {"profile": "reference"},
+    {"profile": "reference", "finetune_backbone": True},
 ]
 
 
@@ -73,6 +75,22 @@ def test_backward_reaches_only_trainable_parameters_and_backbone_stays_bit_ident
         assert torch.equal(value, backbone_before[name]), name
     # and the trainable side did move: the DSM patch embedding left its copy of the frozen one
     assert not torch.equal(model.dsm_patch_embed.proj.weight, model.backbone.patch_embed.proj.weight)
+
+
+def test_reference_profile_is_wired_as_the_authors_released_it():
+    model, ours = tiny(profile="reference"), tiny()
+    assert model.config.cpia == "direct" and ours.config.cpia == "adapter"
+    assert len(model.projections) == 4 and not hasattr(model, "projection") and not hasattr(ours, "projections")
+    fusion = model.fusion[0]
+    assert fusion.mix.bias is None and fusion.group_norm.num_groups == 1
+    assert ours.fusion[0].mix.bias is not None and ours.fusion[0].group_norm.num_groups == 8
+    head = model.head
+    assert len(head.laterals[0]) == 2 and isinstance(head.fpn_convs[0][2], torch.nn.ReLU6)  # conv-BN, no activation
+    assert isinstance(head.ppm.branches[0][2], torch.nn.BatchNorm2d) and head.classifier.bias is None
+    assert isinstance(ours.head.ppm.branches[0][2], torch.nn.ReLU) and ours.head.classifier.bias is not None
+    aux = model.aux_heads["optical"]
+    assert aux.conv[0].out_channels == 256 and aux.classifier.bias is None and type(aux.dropout) is torch.nn.Dropout
+    assert ours.aux_heads["optical"].conv[0].out_channels == 64
 
 
 def test_frozen_backbone_stays_in_eval_mode_under_train():

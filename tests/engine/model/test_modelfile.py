@@ -38,9 +38,11 @@ def file_card(path: Path) -> dict:
         return json.loads(handle.metadata()[CARD_KEY])
 
 
-def test_full_round_trip_gives_identical_logits(tmp_path, inputs):
+@pytest.mark.parametrize("options", [dict(cpia="direct", feature_pyramid=True), dict(profile="reference")],
+                         ids=["mobanet", "reference"])
+def test_full_round_trip_gives_identical_logits(tmp_path, inputs, options):
     torch.manual_seed(0)
-    model = trained_a_little(build_model(MoBaNetConfig(cpia="direct", feature_pyramid=True)), inputs)
+    model = trained_a_little(build_model(MoBaNetConfig(**options)), inputs)
     card = ModelCard(name="demo", description="tiny test model")
     save_model(tmp_path / "m.safetensors", model, card)
     assert card.adapter_only is False and card.backbone == "tiny"  # a random backbone can only travel in full

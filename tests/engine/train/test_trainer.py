@@ -18,6 +18,7 @@ from mobanet.errors import Cancelled, MobanetError
 from mobanet.model import MoBaNetConfig, build_model
 from mobanet.modelfile import load_model, read_card, save_model
 from mobanet.progress import Progress
+from mobanet.raster import segment
 from mobanet.train import SceneFiles, TrainOptions, train
 from mobanet.train.distributed import DistributedContext
 from mobanet.train.trainer import Trainer
@@ -102,6 +103,29 @@ def test_one_window_for_training_validation_and_segmentation(synthetic, tmp_path
     resumed = Trainer(tiny_options(synthetic[:1], tmp_path, window=None, init=initial), Progress("quiet"),
                       DistributedContext())
     assert resumed.card.window == resumed.sampler.window == 70
+
+
+@pytest.mark.parametrize("profile", ["mobanet", "reference"])
+def test_both_profiles_train_save_and_segment(synthetic, tmp_path, profile):
+    train(tiny_options(synthetic[:2], tmp_path, profile=profile, epochs=1))
+    output = tmp_path / "model.safetensors"
+    model, card = load_model(output)
+    assert card.config["profile"] == profile
+    assert card.config["cpia"] == {"mobanet": "adapter", "reference": "direct"}[profile]
+    assert hasattr(model, "projections") == (profile == "reference")
+    assert (card.dsm_normalization.low, card.dsm_normalization.std) == \
+        {"mobanet": (0.5, 0.25), "reference": (0.0, 1.0)}[profile]  # the authors: min-max of the whole raster
+    classes = tmp_path / "classes.tif"
+    segment(synthetic[2].optical, synthetic[2].dsm, classes, model=output)
+    values = gdal.Open(str(classes)).ReadAsArray()
+    assert values.shape == (168, 168) and np.isin(values, range(6)).all()
+
+
+def test_reference_profile_options_it_does_not_have_are_refused(synthetic, tmp_path):
+    with pytest.raises(MobanetError, match="--cpia"):
+        train(tiny_options(synthetic[:1], tmp_path, profile="reference", cpia="adapter"))
+    with pytest.raises(MobanetError, match="--batch-size 2"):  # its pooled 1x1 maps are batch-normalised
+        train(tiny_options(synthetic[:1], tmp_path, profile="reference", batch_size=1, epochs=1, iterations=1))
 
 
 class StopAfter(Progress):
