@@ -30,6 +30,8 @@ import time
 import zipfile
 from pathlib import Path
 
+from mobanet_qgis.engine_setup.environments import folder_size
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "setup.md"
 QGIS_PROCESS = "/usr/bin/qgis_process.bin"
@@ -38,14 +40,7 @@ GB = 1024 ** 3
 
 
 def folder_gb(folder: Path) -> float:
-    total = 0
-    for root, _, files in os.walk(folder):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(root, name)).st_size
-            except OSError:
-                pass
-    return total / GB
+    return folder_size(folder) / GB
 
 
 def timed(command: list[str], env: dict[str, str], cwd: Path) -> tuple[float, subprocess.CompletedProcess]:
@@ -120,7 +115,7 @@ def main() -> None:
         "# `mobanet:setup` benchmark", "",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}, load average at the end "
         f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}. pip cache: {'empty' if args.cold_cache else 'warm'}. "
-        "Command: `python benchmarks/bench_setup.py" + (" --cold-cache" if args.cold_cache else "") + "`.", "",
+        "Command: `python -m benchmarks.bench_setup" + (" --cold-cache" if args.cold_cache else "") + "`.", "",
         "Wall time of each command (qgis_process included, which starts QGIS in about 3 s). Where pip's index is "
         "a local mirror (as on the development machine) the set-up times are resolve-unpack-install times; over "
         "the internet add the download of the wheels (the wheelhouse size below).", "",

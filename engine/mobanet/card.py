@@ -169,15 +169,20 @@ def _percentiles(low: Any, high: Any, name: str) -> tuple[float, float]:
     return low, high
 
 
-def _optical_normalization(value: Any) -> OpticalNormalization:
-    if isinstance(value, OpticalNormalization):
+def _known_fields(value: Any, kind: type, name: str) -> Any:
+    """``value`` (a dataclass or its JSON object) as a ``kind``, refusing fields ``kind`` does not have."""
+    if isinstance(value, kind):
         value = asdict(value)
-    data = fields.mapping(value, "optical_normalization")
-    unknown = set(data) - set(OpticalNormalization.__dataclass_fields__)
+    data = fields.mapping(value, name)
+    unknown = set(data) - set(kind.__dataclass_fields__)
     if unknown:
-        raise FieldError(f"field 'optical_normalization' must not hold {sorted(unknown)}")
-    norm = OpticalNormalization(**data)
+        raise FieldError(f"field '{name}' must not hold {sorted(unknown)}")
+    return kind(**data)
+
+
+def _optical_normalization(value: Any) -> OpticalNormalization:
     name = "optical_normalization"
+    norm = _known_fields(value, OpticalNormalization, name)
     low, high = _percentiles(norm.low, norm.high, name)
     mean = [fields.number(v, f"{name}.mean[{i}]") for i, v in enumerate(fields.items(norm.mean, f"{name}.mean", 3))]
     std = [fields.number(v, f"{name}.std[{i}]", positive=True)
@@ -187,14 +192,8 @@ def _optical_normalization(value: Any) -> OpticalNormalization:
 
 
 def _dsm_normalization(value: Any) -> DsmNormalization:
-    if isinstance(value, DsmNormalization):
-        value = asdict(value)
-    data = fields.mapping(value, "dsm_normalization")
-    unknown = set(data) - set(DsmNormalization.__dataclass_fields__)
-    if unknown:
-        raise FieldError(f"field 'dsm_normalization' must not hold {sorted(unknown)}")
-    norm = DsmNormalization(**data)
     name = "dsm_normalization"
+    norm = _known_fields(value, DsmNormalization, name)
     low, high = _percentiles(norm.low, norm.high, name)
     return DsmNormalization(fields.text(norm.mode, f"{name}.mode", DSM_MODES), low, high,
                             fields.number(norm.offset, f"{name}.offset"),

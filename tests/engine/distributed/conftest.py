@@ -45,6 +45,21 @@ def scene_300(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
             write_raster(folder / "dsm.tif", dsm, geotransform))
 
 
+def write_mask(path: Path, wkt: str) -> Path:
+    """A GeoPackage with one polygon (UTM 32N), for runs restricted by --mask."""
+    from osgeo import ogr, osr
+
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(32632)
+    source = ogr.GetDriverByName("GPKG").CreateDataSource(str(path))
+    layer = source.CreateLayer("mask", srs=srs, geom_type=ogr.wkbPolygon)
+    feature = ogr.Feature(layer.GetLayerDefn())
+    feature.SetGeometry(ogr.CreateGeometryFromWkt(wkt))
+    layer.CreateFeature(feature)
+    feature = layer = source = None
+    return path
+
+
 def read(path: Path) -> np.ndarray:
     dataset = gdal.Open(str(path))
     return dataset.GetRasterBand(1).ReadAsArray()

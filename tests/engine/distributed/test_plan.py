@@ -11,7 +11,7 @@ from mobanet.raster import open_scene, predict_array, window_grid
 from mobanet.raster.predict import WindowPredictor
 
 from ..raster.conftest import write_raster
-from .conftest import WINDOW
+from .conftest import WINDOW, write_mask
 
 
 @pytest.mark.parametrize(("width", "height", "tile_size", "overlap", "anchor"), [
@@ -46,21 +46,11 @@ def test_tile_smaller_than_the_window_is_refused():
 @pytest.mark.parametrize(("tile_size", "overlap", "mask"), [(112, 0.5, False), (56, 0.5, True), (130, 0.25, False),
                                                             (400, 0.5, False), (70, 0.0, True)])
 def test_stitched_tiles_equal_the_whole_scene_run(scene_300, model_56, tmp_path, tile_size, overlap, mask):
-    from osgeo import ogr, osr
-
     network, card = load_model(model_56)
     mask_path = None
     if mask:  # a polygon mask: pixels outside are nodata in both runs
-        srs = osr.SpatialReference()
-        srs.ImportFromEPSG(32632)
-        mask_path = tmp_path / "mask.gpkg"
-        source = ogr.GetDriverByName("GPKG").CreateDataSource(str(mask_path))
-        layer = source.CreateLayer("mask", srs=srs, geom_type=ogr.wkbPolygon)
-        feature = ogr.Feature(layer.GetLayerDefn())
-        feature.SetGeometry(ogr.CreateGeometryFromWkt(
-            "POLYGON ((500010 4999990, 500120 4999995, 500100 4999880, 500020 4999900, 500010 4999990))"))
-        layer.CreateFeature(feature)
-        feature = layer = source = None
+        mask_path = write_mask(tmp_path / "mask.gpkg", "POLYGON ((500010 4999990, 500120 4999995, 500100 4999880, "
+                                                      "500020 4999900, 500010 4999990))")
     scene = open_scene(*scene_300, card, mask=mask_path)
     reference, reference_confidence = predict_array(network, card, scene, WINDOW, overlap, 4, "cpu")
 

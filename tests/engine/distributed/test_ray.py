@@ -24,7 +24,7 @@ from osgeo import gdal, ogr
 
 from mobanet.raster import segment
 
-from .conftest import cli_env, error_of, events, mobanet_command, read, result_of, run_cli
+from .conftest import cli_env, error_of, events, mobanet_command, read, result_of, run_cli, write_mask
 
 pytest.importorskip("ray", reason="Ray is part of the dev venv (requirements.txt)")
 pytestmark = pytest.mark.slow
@@ -301,18 +301,8 @@ def test_joins_a_running_cluster_by_its_address_with_inputs_over_http(model_56, 
 
 def test_extent_mask_and_cog_outputs_equal_the_single_process_run(scene_300, model_56, tmp_path):
     """The assembly writes what a single-process run writes, whatever the options (here an extent, a mask, COGs)."""
-    from osgeo import osr
-
-    srs = osr.SpatialReference()
-    srs.ImportFromEPSG(32632)
-    mask = tmp_path / "mask.gpkg"
-    source = ogr.GetDriverByName("GPKG").CreateDataSource(str(mask))
-    layer = source.CreateLayer("mask", srs=srs, geom_type=ogr.wkbPolygon)
-    feature = ogr.Feature(layer.GetLayerDefn())
-    feature.SetGeometry(ogr.CreateGeometryFromWkt(
-        "POLYGON ((500020 4999990, 500130 4999985, 500120 4999870, 500025 4999880, 500020 4999990))"))
-    layer.CreateFeature(feature)
-    feature = layer = source = None
+    mask = write_mask(tmp_path / "mask.gpkg", "POLYGON ((500020 4999990, 500130 4999985, 500120 4999870, "
+                                              "500025 4999880, 500020 4999990))")
     options = ["--extent", "500010,4999860,500140,4999995", "--mask", str(mask), "--cog"]
     single, distributed = tmp_path / "single", tmp_path / "ray"
     single.mkdir()
