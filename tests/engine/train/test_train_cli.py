@@ -60,3 +60,33 @@ def test_two_process_gloo_run_writes_exactly_one_checkpoint_set(synthetic, tmp_p
         "ddp.last.safetensors", "ddp.safetensors", "ddp.state.safetensors", "ddp_logs"]
     rows = json.loads((tmp_path / "ddp_logs" / "history.json").read_text())
     assert [r["epoch"] for r in rows] == [1]
+
+
+def test_cli_masking_and_auxiliary_loss_options_reach_the_model(synthetic, tmp_path, capsys):
+    from mobanet.modelfile import load_model
+
+    output = tmp_path / "mix.safetensors"
+    code = main(["train", *scene_arguments(synthetic[:1]), "--output", str(output), *TINY, "--epochs", "1",
+                 "--mcrm", "mix", "--mcrm-ratio", "0.5", "--no-aux-loss", "--feature-pyramid", "--json-progress"])
+    assert code == 0, capsys.readouterr().out[-2000:]
+    model, card = load_model(output)
+    assert card.training["mcrm"] == "mix" and card.training["mcrm_ratio"] == 0.5
+    assert card.training["aux_heads"] is False and card.config["aux_heads"] is False
+    assert not hasattr(model, "aux_heads") and hasattr(model, "pyramid")
+
+
+def test_cli_defaults_are_the_trainers():
+    """`mobanet train` shows and uses TrainOptions' defaults (one source for CLI, Python and the ablation)."""
+    import argparse
+
+    from mobanet.commands import train as command
+    from mobanet.train import TrainOptions
+
+    parser = argparse.ArgumentParser()
+    command.register(parser.add_subparsers(), [])
+    args = parser.parse_args(["train", "--optical", "a", "--dsm", "b", "--labels", "c", "--output", "m"])
+    defaults = TrainOptions(scenes=[], output=Path("m"))
+    for name in ("mcrm", "mcrm_ratio", "aux_weight", "feature_pyramid", "epochs", "iterations", "batch_size",
+                 "window", "lr"):
+        assert getattr(args, name) == getattr(defaults, name), name
+    assert args.aux_loss == defaults.aux_heads
