@@ -48,7 +48,7 @@ def pretrain_backbone(folder: Path, recipe: PretrainRecipe, scenes: list[SceneFi
     checkpoint = folder / "optical_segmenter.safetensors"
     summary = train(TrainOptions(
         scenes=scenes, validation=validation, output=checkpoint, backbone="tiny", streams="optical",
-        finetune_backbone=True, mcrm="none", epochs=recipe.epochs, iterations=recipe.iterations,
+        finetune_backbone=True, feature_pyramid=False, mcrm="none", epochs=recipe.epochs, iterations=recipe.iterations,
         batch_size=recipe.batch_size, window=recipe.window, lr=recipe.lr, warmup_epochs=1, seed=recipe.seed,
         device="cpu", log_dir=folder / "logs"), Progress("quiet"))
     model, _ = load_model(checkpoint)

@@ -1,0 +1,60 @@
+"""The ablation benchmark's own logic: test DSMs with real gaps, and the rules that turn runs into decisions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from osgeo import gdal
+
+from benchmarks.ablation.data import write_gappy_dsm
+from benchmarks.ablation.report import decisions, summarise, targets
+from benchmarks.ablation.variants import VARIANTS, is_default, train_defaults
+from mobanet.card import ModelCard
+from mobanet.raster import open_scene
+from mobanet.synth import write_scenes
+
+
+def test_gappy_dsm_has_nodata_holes_and_ends_short_of_the_optical_image(tmp_path):
+    entry = write_scenes(tmp_path, 1, 200, seed=1, gsd=0.1)[0]
+    gaps = write_gappy_dsm(entry["dsm"], tmp_path / "gappy.tif", seed=3)
+    assert gaps.shape == (200, 200) and 0.15 < gaps.mean() < 0.5 and gaps[:, -1].all()
+    dataset = gdal.Open(str(tmp_path / "gappy.tif"))
+    assert dataset.RasterXSize < 200 and dataset.GetGeoTransform() == gdal.Open(str(entry["dsm"])).GetGeoTransform()
+    _, _, valid = open_scene(entry["optical"], tmp_path / "gappy.tif", ModelCard(), dsm_gaps="nodata").read(
+        0, 0, 200, 200)
+    assert np.array_equal(valid, ~gaps)  # what the file says is missing is exactly the recorded mask
+
+
+def _row(variant: str, seed: int, both: float, dsm_absent: float) -> dict:
+    headline = {"miou": both, "mf1": both, "overall_accuracy": both}
+    test = {c: dict(headline) for c in ("both", "optical_absent", "dsm_gaps", "in_gaps")}
+    test["dsm_absent"] = {"miou": dsm_absent, "mf1": dsm_absent, "overall_accuracy": dsm_absent}
+    return {"variant": variant, "seed": seed, "test": test, "trainable": 1, "minutes": 1.0}
+
+
+def test_rules_pick_the_cheapest_missing_dsm_within_a_point_of_the_best():
+    rows = []
+    for seed, jitter in enumerate((-0.002, 0.0, 0.002)):
+        rows += [_row("no MCRM, aux loss kept", seed, 0.85 + jitter, 0.30),
+                 _row("no MCRM, no aux loss (paper's ablation)", seed, 0.84 + jitter, 0.30),
+                 _row("MCRM local 25 % (authors')", seed, 0.845 + jitter, 0.60),
+                 _row("MCRM mix 50 %", seed, 0.842 + jitter, 0.78),
+                 _row("MCRM full 50 %", seed, 0.82 + jitter, 0.80),
+                 _row("MCRM mix 50 % + feature pyramid", seed, 0.852 + jitter, 0.79),
+                 _row("optical only", seed, 0.70 + jitter, 0.70 + jitter)]
+    summary = summarise(rows, list(dict.fromkeys(r["variant"] for r in rows)))
+    assert summary["MCRM mix 50 %"]["mean_std"]["dsm_absent_cost"][0] == pytest.approx(6.2)
+    assert summary["MCRM mix 50 %"]["mean_std"]["both"][1] == pytest.approx(0.2)
+    said = "\n".join(decisions(summary))
+    # full 50 % is cheapest without a DSM but 2.5 points below the best without pyramid (no MCRM, 85.0)
+    assert "the lowest cost of a missing DSM is MCRM mix 50 % (6.2 points)" in said
+    assert "keeping it changes fused mIoU by 1.0 ± 0.0 points" in said
+    assert "Simple feature pyramid on MCRM mix 50 %: 1.0 ± 0.0 points" in said
+    checked = "\n".join(targets(summary))
+    default = next(n for n, v in VARIANTS.items() if is_default(v))
+    assert f"`mobanet train` defaults = {default}." in checked or "No row has" in checked
+
+
+def test_variants_name_every_knob_and_one_of_them_is_the_default():
+    assert all(set(v) == set(train_defaults()) for v in VARIANTS.values())
+    assert sum(is_default(v) for v in VARIANTS.values()) == 1
