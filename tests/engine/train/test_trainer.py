@@ -21,6 +21,7 @@ from mobanet.modelfile import load_model, read_card, save_model
 from mobanet.progress import Progress
 from mobanet.raster import segment
 from mobanet.train import SceneFiles, TrainOptions, train
+from mobanet.train.checkpoint import card_training
 from mobanet.train.distributed import DistributedContext
 from mobanet.train.trainer import Trainer
 
@@ -94,7 +95,7 @@ def test_one_window_for_training_validation_and_segmentation(synthetic, tmp_path
     assert trainer.card.window == trainer.sampler.window == 56
     optical, dsm, labels = trainer.sampler.batch(2)
     assert optical.shape[-2:] == dsm.shape[-2:] == labels.shape[-2:] == (56, 56)
-    assert trainer._card_training()["window"] == 56
+    assert card_training(trainer)["window"] == 56
 
     default = Trainer(tiny_options(synthetic[:1], tmp_path, window=None), Progress("quiet"), DistributedContext())
     assert default.card.window == default.sampler.window == DEFAULT_WINDOW == 19 * 14
