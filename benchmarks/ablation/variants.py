@@ -23,16 +23,19 @@ VARIANTS: dict[str, dict] = {
     "MCRM mix 50 %, no aux loss": dict(AUTHORS, mcrm="mix", mcrm_ratio=0.5, aux_heads=False),
     "MCRM local 25 % + feature pyramid": dict(AUTHORS, feature_pyramid=True),
     "MCRM mix 50 % + feature pyramid": dict(AUTHORS, mcrm="mix", mcrm_ratio=0.5, feature_pyramid=True),
+    "MCRM mix 75 % + feature pyramid": dict(AUTHORS, mcrm="mix", mcrm_ratio=0.75, feature_pyramid=True),
+    "MCRM full 50 % + feature pyramid": dict(AUTHORS, mcrm="full", mcrm_ratio=0.5, feature_pyramid=True),
+    "no MCRM, aux loss kept + feature pyramid": dict(AUTHORS, mcrm="none", feature_pyramid=True),
 }
 
 # The multi-seed run: the decision set (screening chose which MCRM rows are worth three seeds).
 FINAL = (
     "optical only",
     "MCRM local 25 % (authors')",
-    "MCRM full 25 % (paper)",
     "MCRM mix 50 %",
     "no MCRM, aux loss kept",
     "no MCRM, no aux loss (paper's ablation)",
+    "MCRM local 25 % + feature pyramid",
     "MCRM mix 50 % + feature pyramid",
 )
 
