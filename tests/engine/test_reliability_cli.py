@@ -290,20 +290,29 @@ def test_any_orientation_gives_the_north_up_result(tmp_path, scene, north_up_res
 
 # -- small DSM coverage is said, in the event stream the plugin reads and in the result ------------------------------
 
-def test_a_dsm_covering_a_corner_is_a_warning_with_the_share_and_the_files(tmp_path, scene):
+@pytest.mark.parametrize("gaps", ["predict", "nodata"])
+def test_a_dsm_covering_a_corner_is_a_warning_with_the_share_and_the_files(tmp_path, scene, gaps):
     corner = tmp_path / "corner_dsm.tif"
     gdal.Translate(str(corner), str(scene["dsm"]), srcWin=[0, 0, 26, 26])  # about 1 % of the optical raster
+    chosen = [] if gaps == "predict" else ["--dsm-gaps", gaps]  # predict is the default
     done = subprocess.run([*MOBANET, "segment", "--json-progress", "--optical", scene["optical"], "--dsm", corner,
-                           "--output", tmp_path / "out.tif"], capture_output=True, text=True, env=ENV, timeout=600)
+                           *chosen, "--output", tmp_path / "out.tif"], capture_output=True, text=True, env=ENV,
+                          timeout=600)
     assert done.returncode == 0, done.stderr
     events = [json.loads(line) for line in done.stdout.splitlines()]
     warnings = [e["message"] for e in events if e["event"] == "warning"]
-    expected = (f"The DSM {corner} covers only 1.0 % of the optical raster {scene['optical']}; the rest gets no "
-                "class (nodata). Give a DSM of the whole area.")
+    rest = ("is predicted from the optical image alone (less accurate)" if gaps == "predict"
+            else "gets no class (nodata)")
+    expected = (f"The DSM {corner} covers only 1.0 % of the optical raster {scene['optical']}; the rest {rest}. "
+                "Give a DSM of the whole area.")
     assert warnings == [expected]
     result = events[-1]
     assert result["event"] == "result" and result["warnings"] == [expected]
-    assert result["dsm_coverage"] == pytest.approx(26 * 26 / 256 ** 2, abs=1e-3) and result["valid_fraction"] < 0.02
+    assert result["dsm_coverage"] == pytest.approx(26 * 26 / 256 ** 2, abs=1e-3)
+    if gaps == "predict":
+        assert result["valid_fraction"] > 0.9  # the optical image alone classifies the rest
+    else:
+        assert result["valid_fraction"] < 0.02
 
 
 # -- bounded work per model call: no hang, a stop request is honoured within seconds --------------------------------

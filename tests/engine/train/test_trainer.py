@@ -21,7 +21,7 @@ from mobanet.modelfile import load_model, read_card, save_model
 from mobanet.progress import Progress
 from mobanet.raster import segment
 from mobanet.train import SceneFiles, TrainOptions, train
-from mobanet.train.checkpoint import card_training
+from mobanet.train.checkpoint import card_training, rank_state
 from mobanet.train.distributed import DistributedContext
 from mobanet.train.trainer import Trainer
 
@@ -211,7 +211,7 @@ def test_only_a_better_validation_miou_replaces_the_best_model(synthetic, tmp_pa
     stale = []
     for epoch, miou in enumerate([0.5, 0.4, 0.5, 0.6], start=1):
         trainer.epoch = epoch
-        trainer._end_of_epoch({}, {"miou": miou, "per_class": {}}, [trainer._rank_state()], time.perf_counter())
+        trainer._end_of_epoch({}, {"miou": miou, "per_class": {}}, [rank_state(trainer)], time.perf_counter())
         stale.append(trainer.stale_validations)
         assert read_card(output).training["best_epoch"] == trainer.best["epoch"]
     assert stale == [0, 1, 2, 0] and trainer.best["epoch"] == 4  # equal is not better: early stopping counts it
