@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import fields
+from pathlib import Path
 
 from mobanet.train import TrainOptions
+from mobanet.train.options import feature_pyramid_for
 
 KNOBS = ("streams", "mcrm", "mcrm_ratio", "aux_heads", "feature_pyramid")
 AUTHORS = dict(streams="dual", mcrm="local", mcrm_ratio=0.25, aux_heads=True, feature_pyramid=False)
@@ -43,6 +45,7 @@ FINAL = (
 def train_defaults() -> dict:
     """The knobs as `mobanet train` sets them by default (TrainOptions)."""
     defaults = {f.name: f.default for f in fields(TrainOptions) if f.name in KNOBS}
+    defaults["feature_pyramid"] = feature_pyramid_for(TrainOptions(scenes=[], output=Path("m.safetensors")))
     return {knob: defaults[knob] for knob in KNOBS}
 
 

@@ -40,7 +40,7 @@ MCRM_MODES = ("local", "full", "mix", "none")
 MCRM_LABELS = ("Local: hide a random rectangle of one modality (authors' code)",
                "Full: hide one modality entirely (the paper)",
                "Mix: the whole modality or a rectangle, at random", "None: no masking")
-DEFAULT_MCRM, DEFAULT_MCRM_RATIO, DEFAULT_AUX_LOSS, DEFAULT_FEATURE_PYRAMID = "local", 0.25, True, False
+DEFAULT_MCRM, DEFAULT_MCRM_RATIO, DEFAULT_AUX_LOSS, DEFAULT_FEATURE_PYRAMID = "mix", 0.5, True, True
 # ViT-B/14: close to ViT-L's features for a third of its computation, memory and download
 # (86.6 M vs 304.4 M parameters, 0.35 vs 1.2 GB of weights); the paper's ViT-L is one click away.
 DEFAULT_BACKBONE = "dinov2_vitb14"

@@ -74,11 +74,11 @@ import json
 from pathlib import Path
 from mobanet.raster.scene import DEFAULT_DSM_GAPS, DSM_GAP_MODES
 from mobanet.train import TrainOptions
-from mobanet.train.options import MCRM_MODES
+from mobanet.train.options import MCRM_MODES, feature_pyramid_for
 engine = TrainOptions(scenes=[], output=Path("m.safetensors"))
 print(json.dumps({"dsm_gaps": DEFAULT_DSM_GAPS, "dsm_gap_modes": DSM_GAP_MODES, "mcrm_modes": MCRM_MODES,
                   "mcrm": engine.mcrm, "mcrm_ratio": engine.mcrm_ratio, "aux_heads": engine.aux_heads,
-                  "feature_pyramid": engine.feature_pyramid}))
+                  "feature_pyramid": feature_pyramid_for(engine)}))
 """
 
 

@@ -63,8 +63,9 @@ def register(subparsers: argparse._SubParsersAction, parents: list[argparse.Argu
     for name in ("fusion", "streams"):
         net.add_argument(f"--{name}", choices=CHOICES[name], default=CHOICES[name][0])
     net.add_argument("--full-finetune", action="store_true", help="train the backbone too (nothing frozen)")
-    net.add_argument("--feature-pyramid", action=argparse.BooleanOptionalAction, default=DEFAULTS.feature_pyramid,
-                     help="simple feature pyramid (x4, x2, x1, x0.5) before the UPerNet head")
+    net.add_argument("--feature-pyramid", action=argparse.BooleanOptionalAction, default=None,
+                     help="simple feature pyramid (x4, x2, x1, x0.5) before the UPerNet head (default: on for the "
+                          "mobanet profile, chosen by the ablation; off for reference, the authors' layout)")
     net.add_argument("--mcrm", choices=MCRM_MODES, default=DEFAULTS.mcrm,
                      help="modality-conditional random masking of each masked sample: a rectangle (local), the "
                           "whole modality (full), either at random (mix), or off (none)")

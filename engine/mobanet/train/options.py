@@ -12,11 +12,13 @@ from pathlib import Path
 
 from mobanet.errors import InputError
 from mobanet.model.masking import MODES
+from mobanet.model.profiles import PROFILES
 from mobanet.raster.predict import max_window
 from mobanet.train.files import check_run_paths
 from mobanet.wording import option, option_list
 
 MCRM_MODES = (*MODES, "none")
+FEATURE_PYRAMID = True  # for our profile, chosen by the ablation (benchmarks/results/ablation.md)
 
 
 @dataclass
@@ -46,11 +48,11 @@ class TrainOptions:
     fusion: str = "gated"
     streams: str = "dual"
     finetune_backbone: bool = False
-    feature_pyramid: bool = False
+    feature_pyramid: bool | None = None  # None: the profile's (`feature_pyramid_for`: on for ours, the ablation)
     init: Path | None = None  # start from this model file (its configuration and classes win)
     # MCRM and loss
-    mcrm: str = "local"
-    mcrm_ratio: float = 0.25
+    mcrm: str = "mix"  # the ablation's choice (benchmarks/results/ablation.md); the authors' code: local, 0.25
+    mcrm_ratio: float = 0.5
     aux_heads: bool = True  # hard-pixel auxiliary heads and their loss (dual streams)
     aux_weight: float = 0.01
     # schedule
@@ -81,6 +83,13 @@ class TrainOptions:
     bands: list[int] | None = None
     gsd: float | None = None
     command: str | None = None  # the command line, recorded in the model card
+
+
+def feature_pyramid_for(options: TrainOptions) -> bool:
+    """Whether a new network gets the simple feature pyramid: as asked, else as its profile has it."""
+    if options.feature_pyramid is not None:
+        return options.feature_pyramid
+    return bool(PROFILES[options.profile].fixed.get("feature_pyramid", FEATURE_PYRAMID))
 
 
 def check_options(options: TrainOptions) -> None:

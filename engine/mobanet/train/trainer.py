@@ -56,7 +56,7 @@ from mobanet.train.checkpoint import rank_state, read_tensors, restore, run_stat
 from mobanet.train.distributed import DistributedContext, setup_distributed
 from mobanet.train.files import RunPaths, resume_paths
 from mobanet.train.logs import TrainingLog
-from mobanet.train.options import SceneFiles, TrainOptions, check_options
+from mobanet.train.options import SceneFiles, TrainOptions, check_options, feature_pyramid_for
 from mobanet.train.run_progress import TrainingProgress, validation_windows
 from mobanet.train.sampling import TrainingScene, WindowSampler, holdout_regions
 from mobanet.train.schedule import WarmupCosine, build_optimizer
@@ -140,7 +140,8 @@ class Trainer:
             raise InputError(f"Classes {names} are not the ISPRS classes; give their colours too (class_colors).")
         config = MoBaNetConfig(backbone=options.backbone, num_classes=len(names), profile=options.profile,
                                cpia=options.cpia, fusion=options.fusion, streams=options.streams,
-                               finetune_backbone=options.finetune_backbone, feature_pyramid=options.feature_pyramid,
+                               finetune_backbone=options.finetune_backbone,
+                               feature_pyramid=feature_pyramid_for(options),
                                aux_heads=options.aux_heads)
         model = build_model(config, weights=options.weights, pretrained=options.pretrained)
         card = ModelCard(name=self.paths.best.name.removesuffix(".safetensors"), class_names=names, class_colors=colors,
