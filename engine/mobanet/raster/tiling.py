@@ -91,9 +91,9 @@ class MarginPlan:
         """Side of the kept centre, which is also the distance between windows."""
         stride = window - 2 * self.margin
         if stride < 1:
-            raise InputError(f"A {option('--margin')} of {self.margin} px leaves nothing of a {window} px window; "
-                             f"set {option('--margin')} below {(window + 1) // 2} px (e.g. {window // 8}) or a "
-                             f"larger {option('--window')}.")
+            raise InputError(f"{option('--margin')} {self.margin} px leaves nothing of a {window} px window; set "
+                             f"{option('--margin')} below {(window + 1) // 2} px (e.g. {window // 8}) or a larger "
+                             f"{option('--window')}.")
         return stride
 
     def grid(self, width: int, height: int, window: int, anchor: tuple[int, int] = (0, 0)) -> WindowGrid:

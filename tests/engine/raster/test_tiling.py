@@ -95,7 +95,7 @@ def test_a_margin_that_leaves_no_centre_is_refused_before_any_output(tmp_path, t
     o, d = write_raster(tmp_path / "o.tif", optical), write_raster(tmp_path / "d.tif", dsm)
     with pytest.raises(InputError) as error:
         segment(o, d, tmp_path / "out.tif", model=tiny_model, margin=28)  # the model's windows are 56 px
-    assert "margin of 28 px" in str(error.value) and "below 28 px" in str(error.value)
+    assert "--margin 28 px leaves nothing of a 56 px window" in str(error.value) and "below 28 px" in str(error.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.tif", "o.tif"]
 
 
