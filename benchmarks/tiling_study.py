@@ -241,7 +241,8 @@ def main() -> None:
     parser.add_argument("--vits-epochs", type=int, default=5)
     parser.add_argument("--vits-iterations", type=int, default=80)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (1 is least disturbed by other jobs on a shared machine)")
     parser.add_argument("--workdir", type=Path, default=Path("out/tiling-study"),
                         help="test scenes and the trained ViT-S model are kept here for reruns")
     parser.add_argument("--output", type=Path, default=RESULTS / "tiling.md")

@@ -15,8 +15,8 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_gpu.py"
 @pytest.mark.slow
 def test_reduced_run_covers_every_section(tmp_path):
     output = tmp_path / "gpu.md"
-    done = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", "--threads", "2", "--output", str(output)],
-                          capture_output=True, text=True, timeout=850, env={**os.environ, "OMP_NUM_THREADS": "2"})
+    done = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", "--threads", "1", "--output", str(output)],
+                          capture_output=True, text=True, timeout=850, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads(output.with_suffix(".json").read_text())
     sections = report["sections"]
