@@ -145,3 +145,7 @@ def test_cli_margin_option_and_its_exclusion_with_overlap(tmp_path, tiny_model):
     assert not (tmp_path / "b.tif").exists()
     helped = subprocess.run([*base[:4], "--help"], capture_output=True, text=True, timeout=120)
     assert "--margin PX" in helped.stdout and "--overlap F" in helped.stdout
+    # the help states the default plan and why: change it with DEFAULT_PLAN (and the QGIS help's DEFAULT_TILING)
+    words = " ".join(helped.stdout.split())
+    assert DEFAULT_PLAN == OverlapPlan(0.5) and "Default (neither option): overlap 0.5" in words
+    assert "99.5 % of pixels" in words
