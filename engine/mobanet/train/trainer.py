@@ -48,7 +48,7 @@ from mobanet.metrics import confusion_matrix, scores
 from mobanet.model import PROFILES, MoBaNet, MoBaNetConfig, MoBaNetLoss, build_model, mask_modalities
 from mobanet.modelfile import load_model, read_card, save_model
 from mobanet.progress import Progress
-from mobanet.raster import Scene, open_scene, predict_array
+from mobanet.raster import Scene, native_bf16, open_scene, predict_array
 from mobanet.raster.predict import max_window, resolve_window
 from mobanet.raster.scene import coverage_warning
 from mobanet.train.distributed import DistributedContext, setup_distributed
@@ -222,7 +222,7 @@ class Trainer:
                                      options.warmup_epochs * options.iterations, options.epochs * options.iterations)
         self.loss = MoBaNetLoss(options.aux_weight)
         self.masking = options.mcrm != "none" and self.model.config.dual
-        self.autocast = self.device.type == "cuda" and options.amp
+        self.autocast = options.amp and native_bf16(self.device)  # no fp16: it would need loss scaling
 
         self.epoch = 0
         self.best: dict[str, Any] = {"miou": None, "epoch": None, "scores": None}
@@ -499,8 +499,8 @@ class Trainer:
         if context.is_main:
             self.progress.info(f"Training {self.model.config.backbone} MoBaNet ({report['trainable']:,} of "
                                f"{report['total']:,} parameters trainable) on {len(self.sampler.scenes)} scene(s), "
-                               f"{len(self.validation)} validation block(s), device {self.device}, "
-                               f"{context.world_size} process(es).")
+                               f"{len(self.validation)} validation block(s), device {self.device}"
+                               f"{' (bf16 autocast)' if self.autocast else ''}, {context.world_size} process(es).")
         stopped_early = False
         try:
             while self.epoch < options.epochs and not stopped_early:
@@ -528,7 +528,7 @@ class Trainer:
                 "log_dir": str(self.paths.log_dir), "best_miou": self.best["miou"], "best_epoch": self.best["epoch"],
                 "best_metrics": self.best["scores"], "epochs_run": self.epoch, "stopped_early": stopped_early,
                 "trainable_parameters": report["trainable"], "total_parameters": report["total"],
-                "processes": context.world_size}
+                "processes": context.world_size, "distributed_backend": context.backend}
 
 
 def train(options: TrainOptions, progress: Progress | None = None) -> dict[str, Any]:
