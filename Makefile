@@ -20,7 +20,8 @@ DEMO_OUT := out/demo/sample_classes.tif
 DEMO_NO_DSM := out/demo/sample_classes_without_dsm.tif
 DEFAULT_MODEL := resources/models/mobanet-demo-tiny.safetensors
 
-.PHONY: help install demo test test-ltr lint bench bench-ablation bench-distributed default-model sample package wheelhouse clean
+.PHONY: help install demo test test-ltr lint bench bench-ablation bench-distributed bench-gpu bench-tiling default-model \
+        sample package wheelhouse clean
 
 help:
 	@echo "make demo            set up, then segment the bundled sample with the default model (qgis_process),"
@@ -31,6 +32,8 @@ help:
 	@echo "make bench           speed and memory benchmarks (benchmarks/results/)"
 	@echo "make bench-ablation  the ablation benchmark on synthetic scenes"
 	@echo "make bench-distributed  single process vs 1 and 2 local Ray workers (benchmarks/results/distributed.md)"
+	@echo "make bench-gpu       CUDA paths measured (benchmarks/results/gpu.md); a reduced run without a GPU"
+	@echo "make bench-tiling    tiling plans against a dense reference (benchmarks/results/tiling.md)"
 	@echo "make default-model   retrain the embedded default model (CPU, < 30 min)"
 	@echo "make package         build mobanet_qgis.zip for the QGIS plugin manager (from the tree alone, seconds)"
 	@echo "make wheelhouse      wheels for an offline mobanet:setup [PLATFORM=win_amd64 PYTHON_VERSION=3.12 DEVICE=cuda]"
@@ -73,6 +76,12 @@ bench-ablation: install
 
 bench-distributed: install
 	$(PY) benchmarks/bench_distributed.py
+
+bench-gpu: install
+	$(PY) benchmarks/bench_gpu.py
+
+bench-tiling: install
+	$(PY) benchmarks/tiling_study.py
 
 default-model: install
 	$(PY) tools/train_default_model.py --output $(DEFAULT_MODEL)

@@ -3,7 +3,7 @@
 1. Efficiency: end-to-end MPix/s of `segment` divided by the MPix/s of the bare
    model forward on the same windows (goal >= 0.9 on CPU).
 2. Authors' scheme (256 px windows, stride 32, summed logits) against ours
-   (the model's window, 50 % overlap, Gaussian blending): time, and each
+   (the model's window, the default tiling plan): time, and each
    scheme's agreement with itself after a 37 px crop.
 3. Peak resident memory of `python -m mobanet segment` on a W x H scene.
    Memory follows the width (one strip of windows), not the height, so a
@@ -34,6 +34,7 @@ from mobanet.modelfile import load_model, save_model
 from mobanet.raster import open_scene, segment
 from mobanet.raster.blend import StripBlender
 from mobanet.raster.predict import WindowPredictor, _read_batches
+from mobanet.raster.tiling import DEFAULT_PLAN, TilingPlan
 from mobanet.raster.windows import window_grid
 from mobanet.resources import DEFAULT_MODEL_NAME, resource_dir
 
@@ -78,13 +79,14 @@ def model_file(folder: Path) -> Path:
     return path
 
 
-def forward_only_seconds(model_path: Path, optical: Path, dsm: Path, window: int, overlap: float,
+def forward_only_seconds(model_path: Path, optical: Path, dsm: Path, window: int, plan: TilingPlan,
                          batch_size: int) -> tuple[float, float, int]:
     """Model time alone over exactly the windows `segment` predicts (inputs read beforehand)."""
     network, card = load_model(model_path)
     scene = open_scene(optical, dsm, card)
-    grid = window_grid(scene.width, scene.height, window, overlap, anchor=scene.anchor)
-    batches = [b for b in _read_batches(scene, grid, batch_size, threading.Event()) if b.positions]
+    grid = plan.grid(scene.width, scene.height, window, anchor=scene.anchor)
+    batches = [b for b in _read_batches(scene, grid, batch_size, threading.Event(), plan.weights(window) > 0)
+               if b.positions]
     predictor = WindowPredictor(network, torch.device("cpu"), batch_size)
     predictor(batches[0].optical, batches[0].dsm)  # warm-up
     start, start_cpu = time.perf_counter(), time.process_time()
@@ -161,8 +163,8 @@ def main() -> None:
                              device="cpu")
             end_to_end = min(end_to_end, time.perf_counter() - start)
             end_to_end_cpu = min(end_to_end_cpu, time.process_time() - start_cpu)
-            seconds, cpu_seconds, windows = forward_only_seconds(model_path, optical, dsm, result["window"], 0.5,
-                                                                 args.batch_size)
+            seconds, cpu_seconds, windows = forward_only_seconds(model_path, optical, dsm, result["window"],
+                                                                 DEFAULT_PLAN, args.batch_size)
             forward, forward_cpu = min(forward, seconds), min(forward_cpu, cpu_seconds)
         mpix = args.size**2 / 1e6
         lines += ["## 1. Pipeline efficiency", "",
@@ -188,7 +190,7 @@ def main() -> None:
             lines += ["## 2. Authors' scheme (256 px, stride 32, summed logits) vs ours", "",
                       "| scheme | windows | seconds | crop-37 agreement | agreement with the other |",
                       "|---|---|---|---|---|",
-                      f"| ours ({result['window']} px, overlap 0.5, Gaussian) | {result['windows']} | "
+                      f"| ours ({result['window']} px, {DEFAULT_PLAN.summary()}) | {result['windows']} | "
                       f"{end_to_end:.2f} | {(ours[37:, 37:] == ours_crop).mean():.4f} | "
                       f"{(ours == theirs).mean():.4f} |",
                       f"| authors (256 px, stride 32, sum) | "

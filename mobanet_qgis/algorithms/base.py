@@ -307,6 +307,8 @@ class MobanetAlgorithm(MobanetHelp):
         if kind == "enum":
             return self._choices[name][self.parameterAsEnum(parameters, name, context)]
         if kind == "number":
+            if definition.defaultValue() is None and parameters.get(name) in (None, ""):
+                return None  # an optional number left empty: the engine decides
             return _number_text(self.parameterAsDouble(parameters, name, context))
         if kind == "boolean":
             return self.parameterAsBoolean(parameters, name, context)

@@ -31,6 +31,10 @@ from mobanet_qgis.compat import ProcessingNumberParameterType, ProcessingSourceT
 STYLE_SUFFIX = ".qml"
 DSM_GAP_MODES = ("predict", "nodata")  # the engine's --dsm-gaps choices; the first is its default
 DSM_GAP_LABELS = ("Predict them from the optical image alone", "Leave them as nodata")
+# The engine's default tiling plan (mobanet.raster.tiling.DEFAULT_PLAN), used when neither OVERLAP nor MARGIN is set,
+# and why it is the default (benchmarks/results/tiling.md).
+DEFAULT_TILING = ("windows overlapping by half, blended: no faster layout agrees with a dense reference on at least "
+                  "99.5 % of pixels")
 
 
 class StyleOnLoad(QgsProcessingLayerPostProcessorInterface):
@@ -141,10 +145,18 @@ class SegmentAlgorithm(MobanetAlgorithm):
             "Windows processed at once. Larger is faster on a GPU but needs more memory.", flag="--batch-size",
             advanced=True)
         self.add(QgsProcessingParameterNumber(
-            "OVERLAP", "Window overlap", ProcessingNumberParameterType.Double, defaultValue=0.5, minValue=0.0,
+            "OVERLAP", "Window overlap", ProcessingNumberParameterType.Double, optional=True, minValue=0.0,
             maxValue=0.9),
-            "Fraction by which neighbouring windows overlap (0 to 0.9). More overlap gives smoother results "
-            "at window edges and takes longer.", flag="--overlap", advanced=True)
+            "Blend overlapping windows: the fraction by which neighbouring windows overlap (0 to 0.9), each "
+            "window counting most at its centre. More overlap is smoother at window edges and takes longer. Set "
+            f"this or Context margin, not both; leave both empty for the default ({DEFAULT_TILING}).",
+            flag="--overlap", advanced=True)
+        self.add(QgsProcessingParameterNumber(
+            "MARGIN", "Context margin (pixels)", ProcessingNumberParameterType.Integer, optional=True, minValue=0),
+            "Keep only the centre of each window: this many pixels on every side serve as context and are "
+            "dropped, and the centres tile the image, so each pixel is predicted once. Set this or Window "
+            f"overlap, not both; leave both empty for the default ({DEFAULT_TILING}).", flag="--margin",
+            advanced=True)
         self.add(QgsProcessingParameterRasterDestination("OUTPUT", "Land cover"),
                  "The classified GeoTIFF: one byte per pixel (class index, 255 = nodata), with colours and "
                  "class names; a .qml style is written beside it.", flag="--output")
@@ -168,6 +180,12 @@ class SegmentAlgorithm(MobanetAlgorithm):
                  "machine; HOST:PORT (as printed by `ray start --head`) sends it to that Ray cluster, whose nodes "
                  "must see the input files and the output folder. The result is the same; needs Ray in the engine's "
                  "Python (pip install 'mobanet[ray]').", flag="--ray", advanced=True)
+
+    def checkParameterValues(self, parameters: dict[str, Any], context: QgsProcessingContext) -> tuple[bool, str]:
+        if _is_set(parameters, "OVERLAP") and _is_set(parameters, "MARGIN"):
+            return False, (f"{self.field('OVERLAP')} and {self.field('MARGIN')} are two ways to lay out the "
+                           "windows; set only one of them, or neither for the default.")
+        return super().checkParameterValues(parameters, context)
 
     def process(self, parameters: dict[str, Any], context: QgsProcessingContext,
                 feedback: QgsProcessingFeedback) -> dict[str, Any]:
@@ -216,6 +234,11 @@ class SegmentAlgorithm(MobanetAlgorithm):
         if extent.isNull() or extent.isEmpty():
             return ""
         return ",".join(repr(v) for v in (extent.xMinimum(), extent.yMinimum(), extent.xMaximum(), extent.yMaximum()))
+
+
+def _is_set(parameters: dict[str, Any], name: str) -> bool:
+    """An optional parameter the user filled in (unset ones are missing, None or empty in batch mode)."""
+    return parameters.get(name) not in (None, "")
 
 
 def _report_class_shares(result: dict[str, Any], feedback: QgsProcessingFeedback) -> None:

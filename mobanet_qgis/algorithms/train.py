@@ -114,9 +114,10 @@ class TrainAlgorithm(MobanetAlgorithm):
             "BATCH_SIZE", "Batch size", ProcessingNumberParameterType.Integer, defaultValue=24, minValue=1),
             "Windows per training step. Lower it when memory runs out.", flag="--batch-size", advanced=True)
         self.add(QgsProcessingParameterNumber(
-            "WINDOW", "Window size", ProcessingNumberParameterType.Integer, defaultValue=256, minValue=28,
+            "WINDOW", "Window size", ProcessingNumberParameterType.Integer, optional=True, minValue=28,
             maxValue=2048),
-            "Side in pixels of the square training windows cut from the scenes (the authors use 256).",
+            "Side in pixels of the square windows the model is trained on, validated on and later segments with "
+            "(stored in the model). Empty: 266 px, 19 x 19 DINOv2 patches, as the authors use.",
             flag="--window", advanced=True)
         self.add(QgsProcessingParameterNumber(
             "LR", "Learning rate", ProcessingNumberParameterType.Double, defaultValue=2e-4, minValue=0.0),

@@ -82,6 +82,12 @@ def _project_layers() -> dict:
 def test_batch_rows_load_styled_layers_named_after_their_files(mobanet_provider, dialogs, scene, model_file,
                                                                tmp_path):
     """Two rows, optional outputs left blank except one: no red 'not correctly generated', one layer per file."""
+    from qgis import gui
+
+    if hasattr(gui, "QgsProcessingBatchAlgorithmDialogBase"):
+        pytest.skip("QGIS's C++ batch dialog (3.24+) driven without its window deletes its feedback before it loads "
+                    "the last row's results and aborts the process, with QGIS's own algorithms too "
+                    "(native:createconstantrasterlayer); this test runs on QGIS 3.22 (make test)")
     inputs = {"OPTICAL": scene["optical"], "DSM": scene["dsm"], "MODEL": model_file}
     log = _run_batch("mobanet:segment", [
         {**inputs, "OUTPUT": tmp_path / "north.tif"},
@@ -97,7 +103,8 @@ def test_batch_rows_load_styled_layers_named_after_their_files(mobanet_provider,
     assert written == ["north.qml", "north.tif", "south.qml", "south.tif", "south_polygons.gpkg"]
 
 
-def test_blank_optional_outputs_are_not_results_nor_layers_to_load(mobanet_provider, scene, model_file, tmp_path):
+def test_blank_optional_outputs_are_not_results_nor_layers_to_load(mobanet_provider, dialogs, scene, model_file,
+                                                                   tmp_path):
     """What the batch panel passes for blank columns (empty destinations) and what Processing then loads."""
     from processing.gui.Postprocessing import handleAlgorithmResults
     from qgis.core import (

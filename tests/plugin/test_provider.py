@@ -42,11 +42,12 @@ def test_segment_parameters(mobanet_provider):
     assert types == {
         "OPTICAL": "raster", "DSM": "raster", "DSM_GAPS": "enum", "MODEL": "file", "WEIGHTS": "file", "BANDS": "band",
         "EXTENT": "extent", "MASK": "source", "DEVICE": "enum", "BATCH_SIZE": "number", "OVERLAP": "number",
-        "OUTPUT": "rasterDestination", "CONFIDENCE": "rasterDestination", "VECTOR": "vectorDestination",
-        "MIN_AREA": "number", "RAY": "string"}
+        "MARGIN": "number", "OUTPUT": "rasterDestination", "CONFIDENCE": "rasterDestination",
+        "VECTOR": "vectorDestination", "MIN_AREA": "number", "RAY": "string"}
     optional = {name for name, p in params.items() if p.flags() & ProcessingParameterFlag.Optional}
-    assert optional == {"DSM", "DSM_GAPS", "MODEL", "WEIGHTS", "BANDS", "EXTENT", "MASK", "CONFIDENCE", "VECTOR",
-                        "RAY"}
+    assert optional == {"DSM", "DSM_GAPS", "MODEL", "WEIGHTS", "BANDS", "EXTENT", "MASK", "OVERLAP", "MARGIN",
+                        "CONFIDENCE", "VECTOR", "RAY"}
+    assert params["OVERLAP"].defaultValue() is None and params["MARGIN"].defaultValue() is None  # engine default
     assert params["BANDS"].allowMultiple() and params["BANDS"].parentLayerParameterName() == "OPTICAL"
     assert params["DEVICE"].options()[params["DEVICE"].defaultValue()].startswith("Automatic")
     assert params["MODEL"].extension() == "safetensors"

@@ -213,3 +213,21 @@ def test_bad_input_surfaces_the_engines_message(mobanet_provider, scene, tmp_pat
     assert str(bad_model) in message  # only the engine knows about the file's content
     assert "Traceback" not in message and "exit code" not in message
     assert not output.exists()
+
+
+def test_context_margin_reaches_the_engine_and_excludes_window_overlap(mobanet_provider, scene, model_file,
+                                                                         tmp_path):
+    import processing
+    from qgis.core import QgsProcessingException
+
+    base = {"OPTICAL": str(scene["optical"]), "DSM": str(scene["dsm"]), "MODEL": str(model_file), "DEVICE": 1}
+    results = processing.run("mobanet:segment", {**base, "MARGIN": 14, "OUTPUT": str(tmp_path / "margin.tif")})
+    classes = _classes(results["OUTPUT"])
+    assert _grid(results["OUTPUT"]) == _grid(scene["optical"]) and (classes < 6).all()
+    wide = r"the 'Context margin \(pixels\)' field 200 px leaves nothing"  # the engine's check, in field words
+    with pytest.raises(QgsProcessingException, match=wide):
+        processing.run("mobanet:segment", {**base, "MARGIN": 200, "OUTPUT": str(tmp_path / "wide.tif")})
+    with pytest.raises(QgsProcessingException, match="set only one of them"):
+        processing.run("mobanet:segment", {**base, "MARGIN": 14, "OVERLAP": 0.25,
+                                           "OUTPUT": str(tmp_path / "both.tif")})
+    assert not list(tmp_path.glob("wide*")) and not list(tmp_path.glob("both*"))

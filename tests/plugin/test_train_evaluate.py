@@ -90,7 +90,9 @@ def test_train_progress_counts_the_whole_run_and_ends_after_the_last_validation(
 
     values = [value for kind, value in feedback.timeline if kind == "progress"]
     assert values == sorted(values), "the progress went back"
-    assert values[-1] == 100.0 and len(set(values)) >= 8
+    # each epoch's start and each validation's end are reported whatever the machine's speed (the steps between
+    # only when 0.2 s apart): at least four distinct values before the final 100
+    assert values[-1] == 100.0 and len(set(values)) >= 5
     texts = [text for kind, text in feedback.timeline if kind == "text"]
     assert texts[:2] == ["Epoch 1/2", "Validating epoch 1/2"] and "Validating epoch 2/2" in texts
     last_validation = max(i for i, (kind, text) in enumerate(feedback.timeline) if text == "Validating epoch 2/2")

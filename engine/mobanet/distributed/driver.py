@@ -32,7 +32,6 @@ from mobanet.progress import Progress, Task
 from mobanet.raster.blend import Block
 from mobanet.raster.predict import RunStats
 from mobanet.raster.scene import Scene
-from mobanet.raster.windows import window_grid
 from mobanet.wording import option, option_list
 
 MAX_TILE_ATTEMPTS = 3
@@ -76,8 +75,7 @@ def _key_fields(job: TileJob, scene: Scene, tile_size: int) -> dict[str, Any]:
     """Everything that decides the content of the tiles (see `mobanet.distributed.store`)."""
     return {"optical": file_identity(job.optical), "dsm": file_identity(job.dsm), "mask": file_identity(job.mask),
             "dsm_gaps": job.dsm_gaps, "model_sha256": file_sha256(job.model), "weights": file_identity(job.weights),
-            "bands": job.bands,
-            "window": job.window, "overlap": job.overlap, "extent": job.extent, "gsd": job.gsd,
+            "bands": job.bands, "window": job.window, **job.plan.summary(), "extent": job.extent, "gsd": job.gsd,
             "confidence": job.with_confidence, "tile_size": tile_size,
             "grid": [scene.width, scene.height, list(scene.geotransform)]}
 
@@ -94,50 +92,54 @@ def run_tiles(job: TileJob, scene: Scene, card: ModelCard, output: Path, address
     if recorded is not None:  # a run of this same command was interrupted: perhaps nothing is left to compute
         tiles = _plan(scene, job, int(recorded["window"]), tile_size)
         if len(store.finished(tiles)) == len(tiles):
-            stats.windows = len(window_grid(scene.width, scene.height, int(recorded["window"]), job.overlap,
-                                            anchor=scene.anchor))
+            stats.windows = len(job.plan.grid(scene.width, scene.height, int(recorded["window"]),
+                                              anchor=scene.anchor))
             progress.info(f"All {len(tiles)} tiles are in {store.folder} already; assembling the outputs.")
             return TileRun(store, tiles, int(recorded["window"]), str(recorded.get("device", "")),
                            job.with_confidence, address, tile_size)
 
     connecting = time.perf_counter()
-    with connect(address, workers) as cluster:
-        layout = plan_workers(cluster, job.device, workers)
-        pool = _WorkerPool(cluster, layout, job, store, progress)
-        try:
-            window = pool.start()
-            start_seconds = time.perf_counter() - connecting
-            grid = window_grid(scene.width, scene.height, window, job.overlap, anchor=scene.anchor)
-            tiles = _plan(scene, job, window, tile_size)
-            store.write_plan({"window": window, "device": pool.device, "tiles": len(tiles), "key": key})
-            store.remove_partials()
-            finished = store.finished(tiles)
-            missing = [t for t in tiles if t.name not in finished]
-            progress.info(f"{len(tiles)} tiles of up to {tile_size} px on {layout.count} Ray worker(s); "
-                          f"{len(tiles) - len(missing)} already in {store.folder}, {len(missing)} to compute.")
-            stats.windows = len(grid)
-            started = time.perf_counter()
-            pool.run(missing, tiles, grid.stride, stats)
-            tiles_seconds = time.perf_counter() - started
-            stats.total_seconds += tiles_seconds
-            unseen = len(tiles) - len(store.finished(tiles))
-            if unseen:
-                raise ClusterError(f"{unseen} tile(s) that workers finished are not in {store.folder} as this "
-                                   f"machine sees it; put {option('--output')} on storage that every worker "
-                                   "shares (NFS, ...).")
-        except BaseException:
-            if store.folder.is_dir() and any(store.folder.glob("*.npz")):
-                progress.info(f"Finished tiles are kept in {store.folder}; run the same command again to compute "
-                              "only the missing ones.")
-            raise
-        finally:
-            pool.close()
+    try:
+        with connect(address, workers) as cluster:
+            layout = plan_workers(cluster, job.device, workers)
+            pool = _WorkerPool(cluster, layout, job, store, progress)
+            try:
+                window = pool.start()
+                start_seconds = time.perf_counter() - connecting
+                grid = job.plan.grid(scene.width, scene.height, window, anchor=scene.anchor)
+                tiles = _plan(scene, job, window, tile_size)
+                store.write_plan({"window": window, "device": pool.device, "tiles": len(tiles), "key": key})
+                store.remove_partials()
+                finished = store.finished(tiles)
+                missing = [t for t in tiles if t.name not in finished]
+                progress.info(f"{len(tiles)} tiles of up to {tile_size} px on {layout.count} Ray worker(s); "
+                              f"{len(tiles) - len(missing)} already in {store.folder}, {len(missing)} to compute.")
+                stats.windows = len(grid)
+                started = time.perf_counter()
+                pool.run(missing, tiles, stats)
+                tiles_seconds = time.perf_counter() - started
+                stats.total_seconds += tiles_seconds
+                unseen = len(tiles) - len(store.finished(tiles))
+                if unseen:
+                    raise ClusterError(f"{unseen} tile(s) that workers finished are not in {store.folder} as this "
+                                       f"machine sees it; put {option('--output')} on storage that every worker "
+                                       "shares (NFS, ...).")
+            except BaseException:
+                if store.folder.is_dir() and any(store.folder.glob("*.npz")):
+                    progress.info(f"Finished tiles are kept in {store.folder}; run the same command again to compute "
+                                  "only the missing ones.")
+                raise
+            finally:
+                pool.close()
+    finally:
+        store.remove_partials()  # the workers stopped with the cluster: a tile one was writing is not kept
+
     return TileRun(store, tiles, window, pool.device, job.with_confidence, address, tile_size, len(missing),
                    layout.count, pool.replaced, start_seconds, tiles_seconds)
 
 
 def _plan(scene: Scene, job: TileJob, window: int, tile_size: int) -> list[Tile]:
-    grid = window_grid(scene.width, scene.height, window, job.overlap, anchor=scene.anchor)
+    grid = job.plan.grid(scene.width, scene.height, window, anchor=scene.anchor)
     return tile_plan(scene.width, scene.height, grid, tile_size)
 
 
@@ -209,7 +211,7 @@ class _WorkerPool:
                                "mobanet and Ray installed and enough memory for the model (see `ray logs`), then "
                                "run the same command again.") from exc
 
-    def run(self, missing: list[Tile], tiles: list[Tile], stride: int, stats: RunStats) -> None:
+    def run(self, missing: list[Tile], tiles: list[Tile], stats: RunStats) -> None:
         """Compute ``missing`` (of ``tiles``); retries the tiles of workers that die."""
         total_windows = sum(t.windows for t in tiles)
         done_windows = total_windows - sum(t.windows for t in missing)
@@ -221,7 +223,7 @@ class _WorkerPool:
             while queue or running:
                 while self.idle and queue:
                     actor, tile = self.idle.popleft(), queue.popleft()
-                    running[actor.run_tile.remote(tile, stride)] = _Running(actor, tile)
+                    running[actor.run_tile.remote(tile)] = _Running(actor, tile)
                 finished, _ = self.ray.wait(list(running), num_returns=1, timeout=POLL_S)
                 for ref in finished:
                     job = running.pop(ref)

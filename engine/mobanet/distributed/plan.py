@@ -6,8 +6,9 @@ blocks); the last tile of a row or column also takes a remainder narrower than
 one window, so every tile is at least a window wide or spans the whole axis.
 
 A tile is predicted with exactly the windows of the scene's map-anchored
-window grid (`mobanet.raster.windows`) that touch it, read from the block those
-windows cover (the halo, clipped to the scene). Every window that adds to one
+window grid that touch it (the single-process run's tiling plan, overlap or
+margin, `mobanet.raster.tiling`, with its window weights), read from the block
+those windows cover (the halo, clipped to the scene). Every window that adds to one
 of the tile's pixels in the single-process run is among them, and the blender
 adds them in the same row-major order, so a tile's classes equal that run's;
 only the model's float arithmetic on differently composed batches may differ.
@@ -29,6 +30,7 @@ from mobanet.progress import Progress
 from mobanet.raster.blend import Block
 from mobanet.raster.predict import RunStats, WindowPredictor, predict_blocks
 from mobanet.raster.scene import Scene
+from mobanet.raster.tiling import TilingPlan
 from mobanet.raster.windows import WindowGrid
 from mobanet.wording import option
 
@@ -93,16 +95,17 @@ def tile_plan(width: int, height: int, grid: WindowGrid, tile_size: int) -> list
 
 
 def predict_tile(predictor: WindowPredictor, num_classes: int, scene: Scene, tile: Tile, window: int,
-                 stride: int, batch_size: int, with_confidence: bool, progress: Progress | None = None,
+                 plan: TilingPlan, batch_size: int, with_confidence: bool, progress: Progress | None = None,
                  stats: RunStats | None = None) -> Block:
     """The tile's classes (and confidence) as the whole-scene run computes them (see module docstring)."""
     bx, by, bw, bh = tile.read_block(window, scene.width, scene.height)
     view = scene.crop(bx, by, bw, bh)
-    grid = WindowGrid(tuple(s - bx for s in tile.xs), tuple(s - by for s in tile.ys), window, stride)
+    grid = WindowGrid(tuple(s - bx for s in tile.xs), tuple(s - by for s in tile.ys), window,
+                      plan.stride(window))
     classes = np.full((tile.height, tile.width), IGNORE_INDEX, np.uint8)
     confidence = np.zeros((tile.height, tile.width), np.float32) if with_confidence else None
     columns = slice(tile.x - bx, tile.x - bx + tile.width)
-    blocks = predict_blocks(predictor, num_classes, view, window, 0.0, batch_size, with_confidence, progress, stats,
+    blocks = predict_blocks(predictor, num_classes, view, window, plan, batch_size, with_confidence, progress, stats,
                             grid=grid)
     with contextlib.closing(blocks):  # stops the reader thread at once on an error
         for block in blocks:

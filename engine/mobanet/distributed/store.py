@@ -2,7 +2,7 @@
 
 The store is a folder beside the output, ``.OUT.tif.tiles-KEY``, where KEY
 hashes everything that decides the tiles' content (inputs and their sizes and
-modification times, the model file's SHA-256, bands, window, overlap, extent,
+modification times, the model file's SHA-256, bands, window, tiling plan, extent,
 mask, pixel size, tile size, engine version): rerunning the same command finds
 the tiles it already has and computes only the missing ones; a changed command
 gets another folder and never reuses stale tiles. Each tile is one ``.npz``

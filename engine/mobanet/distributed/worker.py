@@ -28,6 +28,7 @@ from mobanet.progress import Progress, Task
 from mobanet.raster.normalize import DsmNormalizer, OpticalNormalizer
 from mobanet.raster.predict import RunStats, WindowPredictor, predictor_patch_size, resolve_device, resolve_window
 from mobanet.raster.scene import open_scene
+from mobanet.raster.tiling import TilingPlan
 from mobanet.wording import option
 
 
@@ -44,7 +45,7 @@ class TileJob:
     mask: str | None
     gsd: float | None  # predict at this pixel size (--resample-to-model-gsd), else None
     window: int | None  # as asked for; each worker rounds it to the model's patch size
-    overlap: float
+    plan: TilingPlan  # where the windows go and how their logits combine, as in the single-process run
     batch_size: int
     device: str  # what the user asked for; the driver turns it into the workers' device
     with_confidence: bool
@@ -110,14 +111,14 @@ class TileWorker:
         """Windows of the current tile predicted so far (polled by the driver while the tile runs)."""
         return self.counter.done
 
-    def run_tile(self, tile: Tile, stride: int) -> dict[str, Any]:
+    def run_tile(self, tile: Tile) -> dict[str, Any]:
         """Predict one tile and store it; returns what the driver counts."""
         if self.error is not None:
             raise MobanetError(self.error[1])
         self.counter.done = 0
         started = time.perf_counter()
         stats = RunStats()
-        block = predict_tile(self.predictor, self.num_classes, self.scene, tile, self.window, stride,
+        block = predict_tile(self.predictor, self.num_classes, self.scene, tile, self.window, self.job.plan,
                              self.job.batch_size, self.job.with_confidence, self.counter, stats)
         self.store.save(block, tile)
         return {"tile": tile.name, "windows": tile.windows, "windows_predicted": stats.windows_predicted,

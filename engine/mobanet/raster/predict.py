@@ -3,8 +3,10 @@
 One loop serves `segment` (a file of any size, streamed to disk) and
 `predict_array` (a small scene into memory, for validation during training).
 A reader thread reads the next strip of windows while the model computes on
-the current batch; on CUDA the model runs under bf16/fp16 autocast and an
-out-of-memory error halves the batch instead of failing.
+the current batch; on CUDA the model runs under bf16 autocast (fp16 on GPUs
+without native bf16) and an out-of-memory error halves the batch instead of
+failing. Where the windows go and how their logits combine is the tiling
+plan's business (`mobanet.raster.tiling`).
 
 The work of one model call is bounded, so a run stops within seconds of
 SIGINT/SIGTERM (handled between calls and between the model's layers): a
@@ -31,7 +33,8 @@ from mobanet.errors import InputError, ModelFileError
 from mobanet.progress import Progress
 from mobanet.raster.blend import Block, StripBlender
 from mobanet.raster.scene import Scene
-from mobanet.raster.windows import WindowGrid, window_grid
+from mobanet.raster.tiling import DEFAULT_PLAN, TilingPlan
+from mobanet.raster.windows import WindowGrid
 from mobanet.wording import option
 
 PREFETCH_BATCHES = 2
@@ -58,6 +61,29 @@ def resolve_device(name: str = "auto") -> torch.device:
     raise InputError(f"Unknown device {name!r}; set {option('--device')} to auto, cpu, cuda or cuda:N.")
 
 
+def native_bf16(device: torch.device) -> bool:
+    """True on CUDA GPUs that compute in bf16 natively (compute capability 8.0+: A100, H100, RTX 30xx and newer).
+
+    ``torch.cuda.is_bf16_supported()`` also says yes where bf16 is only emulated (V100, T4), which is slow.
+    """
+    return device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0)
+
+
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """Inference precision on ``device``: bf16 where native, else fp16 on CUDA; None (float32) on the CPU."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if native_bf16(device) else torch.float16
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """An accelerator allocation failure: the caching allocator's error, or cuBLAS/cuDNN failing to allocate."""
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "CUBLAS_STATUS_ALLOC_FAILED" in text)
+
+
 def max_window(patch_size: int) -> int:
     """The largest window side a model call takes (MAX_WINDOW_PATCHES patches)."""
     return MAX_WINDOW_PATCHES * patch_size
@@ -82,16 +108,19 @@ def resolve_window(window: int | None, card: ModelCard, patch_size: int,
 
 
 class WindowPredictor:
-    """The model on its device: numpy windows in, float32 numpy logits out."""
+    """The model on its device: numpy windows in, float32 numpy logits out.
+
+    ``autocast_dtype`` is the precision the model computes in (see `autocast_dtype`; None = float32). On an
+    accelerator out-of-memory error the batch is halved and the same windows are tried again; ``chunk`` keeps
+    the largest batch known to fit for the rest of the run.
+    """
 
     def __init__(self, model: nn.Module, device: torch.device, batch_size: int, progress: Progress | None = None):
         self.model = model.to(device).eval()
         self.device = device
-        self.chunk = max(1, batch_size)  # largest batch known to fit; halved on CUDA out-of-memory
+        self.chunk = max(1, batch_size)
         self.progress = progress
-        self.autocast_dtype = None
-        if device.type == "cuda":
-            self.autocast_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.autocast_dtype = autocast_dtype(device)
 
     def __call__(self, optical: np.ndarray, dsm: np.ndarray) -> np.ndarray:
         outputs, start = [], 0
@@ -101,27 +130,32 @@ class WindowPredictor:
             stop = start + self.chunk
             try:
                 outputs.append(self._forward(optical[start:stop], dsm[start:stop]))
-            except torch.cuda.OutOfMemoryError as exc:
-                torch.cuda.empty_cache()
+            except RuntimeError as exc:  # torch.OutOfMemoryError is a RuntimeError
+                if not is_out_of_memory(exc):
+                    raise
                 if self.chunk == 1:
-                    raise InputError(f"The GPU ran out of memory even for one window; use a smaller "
-                                     f"{option('--window')} or set {option('--device')} to cpu.") from exc
-                self.chunk //= 2
-                if self.progress is not None:
-                    self.progress.warning(f"GPU out of memory: batch size lowered to {self.chunk}.")
+                    raise InputError(f"The {self.device} device ran out of memory even for one window; use a "
+                                     f"smaller {option('--window')} or set {option('--device')} to cpu.") from exc
+            else:
+                start = stop
                 continue
-            start = stop
+            self._halve_batch()  # here, not in the except block, whose traceback still holds the batch's tensors
         return np.concatenate(outputs)
 
+    def _halve_batch(self) -> None:
+        if self.device.type == "cuda":
+            with torch.cuda.device(self.device):
+                torch.cuda.empty_cache()
+        self.chunk //= 2
+        if self.progress is not None:
+            self.progress.warning(f"Out of memory on {self.device}: batch size lowered to {self.chunk}.")
+
     def _forward(self, optical: np.ndarray, dsm: np.ndarray) -> np.ndarray:
-        optical_t = torch.from_numpy(optical).to(self.device, non_blocking=True)
-        dsm_t = torch.from_numpy(dsm).to(self.device, non_blocking=True)
-        with torch.inference_mode():
-            if self.autocast_dtype is not None:
-                with torch.autocast("cuda", dtype=self.autocast_dtype):
-                    logits = self.model(optical_t, dsm_t)
-            else:
-                logits = self.model(optical_t, dsm_t)
+        optical_t = torch.from_numpy(optical).to(self.device)
+        dsm_t = torch.from_numpy(dsm).to(self.device)
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.autocast_dtype,
+                                                    enabled=self.autocast_dtype is not None):
+            logits = self.model(optical_t, dsm_t)
         return logits.float().cpu().numpy()
 
 
@@ -145,9 +179,15 @@ class RunStats:
     batch_size: int = 0
 
 
-def _read_batches(scene: Scene, grid: WindowGrid, batch_size: int, stop: threading.Event) -> Iterator[_Batch]:
-    """Read the grid strip by strip (one read per row of windows) and cut it into batches of valid windows."""
+def _read_batches(scene: Scene, grid: WindowGrid, batch_size: int, stop: threading.Event,
+                  counted: np.ndarray | None = None) -> Iterator[_Batch]:
+    """Read the grid strip by strip (one read per row of windows) and cut it into batches of valid windows.
+
+    ``counted`` (bool [T, T]) marks the window pixels whose prediction is used; a window with no valid pixel
+    there is skipped. Default: all of them.
+    """
     size = grid.window
+    counted = np.ones((size, size), bool) if counted is None else counted
     x_first, span = grid.span_x
     pending: list[tuple[tuple[int, int], np.ndarray, np.ndarray, np.ndarray]] = []
     done = 0
@@ -170,7 +210,7 @@ def _read_batches(scene: Scene, grid: WindowGrid, batch_size: int, stop: threadi
         for x in grid.xs:
             done += 1
             c = slice(x - x_first, x - x_first + size)
-            if not valid[:, c].any():
+            if not (valid[:, c] & counted).any():
                 continue  # nothing to predict here (nodata, outside the mask or the DSM)
             pending.append(((x, y), optical[:, :, c], dsm[:, :, c], valid[:, c]))
             if len(pending) == batch_size:
@@ -229,25 +269,26 @@ def _upright(array: np.ndarray, flips: tuple[bool, bool]) -> np.ndarray:
     return np.ascontiguousarray(array) if rows or columns else array
 
 
-def predict_blocks(predictor: WindowPredictor, num_classes: int, scene: Scene, window: int, overlap: float,
+def predict_blocks(predictor: WindowPredictor, num_classes: int, scene: Scene, window: int, plan: TilingPlan,
                    batch_size: int, with_confidence: bool = True, progress: Progress | None = None,
                    stats: RunStats | None = None, grid: WindowGrid | None = None) -> Iterator[Block]:
     """Blocks of finished rows, top to bottom, covering the whole scene (the shared window loop).
 
-    ``grid``: the windows to run (default: the scene's map-anchored grid); a distributed tile passes the
-    windows of the whole scene's grid that touch it.
+    ``grid``: the windows to run (default: the plan's map-anchored grid of the scene); a distributed tile
+    passes the windows of the whole scene's grid that touch it. ``plan`` also weighs each window's logits.
     """
     if grid is None:
-        grid = window_grid(scene.width, scene.height, window, overlap, anchor=scene.anchor)
+        grid = plan.grid(scene.width, scene.height, window, anchor=scene.anchor)
+    weights = plan.weights(window)
     x_first, span = grid.span_x
-    blender = StripBlender(num_classes, scene.width, scene.height, window, x_first, span, with_confidence)
+    blender = StripBlender(num_classes, scene.width, scene.height, window, x_first, span, with_confidence, weights)
     stats = stats if stats is not None else RunStats()
     stats.windows, stats.batch_size = len(grid), batch_size
     task = progress.task(len(grid), "Segmenting", unit="window") if progress is not None else None
     stop = threading.Event()
     started = time.perf_counter()
     try:
-        for batch in _prefetched(_read_batches(scene, grid, batch_size, stop), stop):
+        for batch in _prefetched(_read_batches(scene, grid, batch_size, stop, weights > 0), stop):
             if batch.positions:
                 tic = time.perf_counter()
                 flips = scene.upright_flips  # a south-up raster is read as stored; the model sees it upright
@@ -271,14 +312,14 @@ def predict_blocks(predictor: WindowPredictor, num_classes: int, scene: Scene, w
 
 
 def predict_array(model: nn.Module, card: ModelCard, scene: Scene, window: int | None = None,
-                  overlap: float = 0.5, batch_size: int = 4, device: str = "auto",
+                  plan: TilingPlan = DEFAULT_PLAN, batch_size: int = 4, device: str = "auto",
                   progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Classes uint8 [H, W] (255 where invalid) and top-class probability float32 [H, W] of a small scene."""
     predictor = WindowPredictor(model, resolve_device(device), batch_size, progress)
     size = resolve_window(window, card, predictor_patch_size(model), (scene.width, scene.height))
     classes = np.full((scene.height, scene.width), 255, np.uint8)
     confidence = np.zeros((scene.height, scene.width), np.float32)
-    for block in predict_blocks(predictor, card.num_classes, scene, size, overlap, batch_size, True, progress):
+    for block in predict_blocks(predictor, card.num_classes, scene, size, plan, batch_size, True, progress):
         rows = slice(block.y, block.y + block.classes.shape[0])
         classes[rows] = block.classes
         confidence[rows] = block.confidence

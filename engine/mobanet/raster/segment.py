@@ -30,6 +30,7 @@ from mobanet.raster.missing import check_dsm_needed, missing_dsm_cost, missing_d
 from mobanet.raster.polygon_style import store_polygon_style
 from mobanet.raster.predict import RunStats, WindowPredictor, predict_blocks, resolve_device, resolve_window
 from mobanet.raster.scene import DEFAULT_DSM_GAPS, Scene, aligned_source, coverage_warning, input_path, open_scene
+from mobanet.raster.tiling import tiling_plan
 from mobanet.raster.writers import (
     BlockRaster,
     class_raster,
@@ -110,9 +111,7 @@ def _resampled_blocks(class_path: Path, confidence_path: Path | None, geotransfo
         yield Block(y, block_classes, block_confidence)
 
 
-def _check_options(overlap: float, batch_size: int, min_area: float) -> None:
-    if not 0.0 <= overlap < 1.0:
-        raise InputError(f"{option('--overlap')} {overlap} is out of range; use a fraction in [0, 1), e.g. 0.5.")
+def _check_options(batch_size: int, min_area: float) -> None:
     if batch_size < 1:
         raise InputError(f"{option('--batch-size')} {batch_size} must be at least 1.")
     if min_area < 0:
@@ -121,7 +120,7 @@ def _check_options(overlap: float, batch_size: int, min_area: float) -> None:
 
 def segment(optical: str | Path, dsm: str | Path | None, output: str | Path, model: str | Path | None = None,
             weights: str | Path | None = None, bands: list[int] | None = None, window: int | None = None,
-            overlap: float = 0.5, batch_size: int = 4, device: str = "auto",
+            overlap: float | None = None, margin: int | None = None, batch_size: int = 4, device: str = "auto",
             extent: tuple[float, float, float, float] | None = None, mask: str | Path | None = None,
             confidence: str | Path | None = None, polygons: str | Path | None = None, min_area: float = 0.0,
             cog: bool = False, resample_to_model_gsd: bool = False, ray: str | None = None,
@@ -132,7 +131,8 @@ def segment(optical: str | Path, dsm: str | Path | None, output: str | Path, mod
     Outputs: ``output`` (uint8 GeoTIFF on the optical grid, or on the part the
     extent selects), ``output`` with suffix .qml (QGIS style), and optionally
     ``confidence`` (float32 top-class probability) and ``polygons`` (GPKG).
-    The summary's ``warnings`` repeat what was reported while running.
+    ``overlap`` or ``margin`` choose the tiling plan (`mobanet.raster.tiling`;
+    neither: the default plan). The summary's ``warnings`` repeat what was reported while running.
     ``ray`` ("local" or a cluster address) computes the prediction as tiles on
     Ray workers (`mobanet.distributed`), then writes the same outputs from them.
     ``dsm`` None: no DSM, the model predicts from the optical image alone.
@@ -148,7 +148,8 @@ def segment(optical: str | Path, dsm: str | Path | None, output: str | Path, mod
     polygons = Path(polygons) if polygons else None
     check_paths(segment_paths(optical, dsm, output, model_path, Path(weights) if weights else None,
                               Path(mask) if mask else None, confidence, polygons))
-    _check_options(overlap, batch_size, min_area)
+    plan = tiling_plan(overlap, margin)
+    _check_options(batch_size, min_area)
     warnings: list[str] = []
 
     def warn(message: str) -> None:
@@ -200,7 +201,7 @@ def segment(optical: str | Path, dsm: str | Path | None, output: str | Path, mod
 
         job = TileJob(str(optical), str(dsm) if dsm is not None else None, str(model_path),
                       str(weights) if weights else None, bands, extent, str(mask) if mask else None, gsd, window,
-                      overlap, batch_size, device, confidence is not None, scene.optical_normalizer,
+                      plan, batch_size, device, confidence is not None, scene.optical_normalizer,
                       scene.dsm_normalizer, dsm_gaps)
         tiles = run_tiles(job, scene, card, output, ray, workers, tile_size, stats, progress)
         size, device_name, blocks = tiles.window, tiles.device, tiles.blocks()
@@ -213,9 +214,10 @@ def segment(optical: str | Path, dsm: str | Path | None, output: str | Path, mod
         if window is not None and size != window:
             progress.info(f"Window {window} px became {size} px: a multiple of the model's {patch} px patch, no "
                           "larger than the scene needs, and within the largest window one model call takes.")
+        plan.check_window(size)  # a margin too wide for the window fails here, before any output is opened
         predictor = WindowPredictor(network, torch_device, batch_size, progress)
         device_name = str(torch_device)
-        blocks = predict_blocks(predictor, card.num_classes, scene, size, overlap, batch_size,
+        blocks = predict_blocks(predictor, card.num_classes, scene, size, plan, batch_size,
                                 confidence is not None, progress, stats)
     counter = _ClassCounter()
     polygon_count = None
@@ -248,7 +250,7 @@ def segment(optical: str | Path, dsm: str | Path | None, output: str | Path, mod
         "model": str(model_path), "dsm": str(dsm) if dsm is not None else None, "dsm_absent": dsm is None,
         "dsm_gaps": dsm_gaps if dsm is not None else None, "missing_dsm_note": missing_note,
         "missing_dsm_cost": missing_dsm_cost(card) if missing_note else None,
-        "device": device_name, "window": size, "overlap": overlap,
+        "device": device_name, "window": size, **plan.summary(),
         "batch_size": stats.batch_size, "width": width, "height": height, "geotransform": list(geotransform),
         "windows": stats.windows, "windows_predicted": stats.windows_predicted,
         "dsm_coverage": round(coverage, 4), **counter.summary(card.class_names), "warnings": warnings,

@@ -20,8 +20,9 @@ def window_stride(window: int, overlap: float) -> int:
     return max(1, round(window * (1.0 - overlap)))
 
 
-def _axis_starts(size: int, window: int, stride: int, anchor: int) -> list[int]:
-    """Starts of every window that overlaps [0, size) on one axis, at anchor + k * stride."""
+def axis_starts(size: int, window: int, stride: int, anchor: int) -> list[int]:
+    """Window starts on one axis at anchor + k * stride, from the last one at or before 0 to the last one before
+    ``size``: together they cover [0, size), and every window overlaps it."""
     first = -(anchor % stride)  # largest start <= 0 on the anchored lattice
     while first + window <= 0:  # window ends before the raster: step inwards
         first += stride
@@ -67,5 +68,5 @@ def window_grid(width: int, height: int, window: int, overlap: float = 0.5,
     if not 0.0 <= overlap < 1.0:
         raise ValueError("overlap must be in [0, 1)")
     stride = window_stride(window, overlap)
-    return WindowGrid(tuple(_axis_starts(width, window, stride, anchor[0])),
-                      tuple(_axis_starts(height, window, stride, anchor[1])), window, stride)
+    return WindowGrid(tuple(axis_starts(width, window, stride, anchor[0])),
+                      tuple(axis_starts(height, window, stride, anchor[1])), window, stride)

@@ -3,21 +3,27 @@
 ``torchrun --nproc-per-node N -m mobanet train ...`` sets RANK, WORLD_SIZE
 and LOCAL_RANK; every process then trains on its own share of the windows
 (the sampler is seeded per rank) and DDP averages gradients. Only rank 0
-validates, logs and writes files; the others wait for it at a barrier. gloo
-is used on CPU, nccl on CUDA. Without those variables this is a no-op
-single-process context.
+validates, logs and writes files; the others wait for it at a barrier (with a
+timeout long enough for a large validation). gloo is used on CPU, nccl on
+CUDA. A one-process torchrun runs the same DDP path, so it can be checked on
+one GPU. Without those variables this is a no-op single-process context.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
 from mobanet.raster.predict import resolve_device as raster_device
+
+# Ranks other than 0 wait in a collective while rank 0 validates and writes checkpoints; nccl's default
+# (10 minutes) is shorter than validating a large scene set with ViT-L.
+COLLECTIVE_TIMEOUT = timedelta(hours=2)
 
 
 def resolve_device(option: str, local_rank: int = 0) -> torch.device:
@@ -36,10 +42,12 @@ class DistributedContext:
     world_size: int = 1
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
+    backend: str | None = None  # "nccl" or "gloo" under torchrun, None in a plain process
 
     @property
     def enabled(self) -> bool:
-        return self.world_size > 1
+        """Started by torchrun (even as its only process): DDP and collectives are on."""
+        return self.backend is not None
 
     @property
     def is_main(self) -> bool:
@@ -85,11 +93,12 @@ def setup_distributed(device_option: str = "auto") -> DistributedContext:
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(device_option, local_rank)
-    if world_size <= 1:
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:  # not started by torchrun
         return DistributedContext(device=device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    backend = "nccl" if device.type == "cuda" else "gloo"
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", rank=rank,
-                                world_size=world_size)
-    return DistributedContext(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
+        dist.init_process_group(backend=backend, rank=rank, world_size=world_size, timeout=COLLECTIVE_TIMEOUT)
+    return DistributedContext(rank=rank, world_size=world_size, local_rank=local_rank, device=device,
+                              backend=backend)

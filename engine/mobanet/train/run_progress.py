@@ -15,13 +15,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mobanet.progress import Progress, Task
-from mobanet.raster.windows import window_grid
+from mobanet.raster.tiling import DEFAULT_PLAN
 
 if TYPE_CHECKING:
     from mobanet.train.trainer import TrainOptions
 
 STEP_COST = 3  # a training window (forward + backward) costs about three inference windows
-VALIDATION_OVERLAP = 0.5  # the overlap `predict_array` validates with
 
 
 def validation_due(epoch: int, validate_every: int, epochs: int) -> bool:
@@ -31,8 +30,8 @@ def validation_due(epoch: int, validate_every: int, epochs: int) -> bool:
 
 def validation_windows(scenes: list[Any], window: int) -> int:
     """Windows one validation predicts over ``scenes`` (objects with a ``scene``: a `mobanet.raster.Scene`)."""
-    return sum(len(window_grid(item.scene.width, item.scene.height, window, VALIDATION_OVERLAP,
-                               anchor=item.scene.anchor)) for item in scenes)
+    return sum(len(DEFAULT_PLAN.grid(item.scene.width, item.scene.height, window, anchor=item.scene.anchor))
+               for item in scenes)  # `predict_array` validates with the default plan
 
 
 class TrainingProgress:

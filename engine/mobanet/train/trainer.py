@@ -49,7 +49,7 @@ from mobanet.labels import read_labels
 from mobanet.model import PROFILES, MoBaNet, MoBaNetConfig, MoBaNetLoss, build_model, mask_modalities
 from mobanet.modelfile import load_model
 from mobanet.progress import Progress
-from mobanet.raster import Scene, open_scene
+from mobanet.raster import Scene, native_bf16, open_scene
 from mobanet.raster.predict import resolve_window
 from mobanet.raster.scene import coverage_warning
 from mobanet.train.checkpoint import rank_state, read_tensors, restore, run_state, write_model
@@ -102,7 +102,7 @@ class Trainer:
                                      options.warmup_epochs * options.iterations, options.epochs * options.iterations)
         self.loss = MoBaNetLoss(options.aux_weight)
         self.masking = options.mcrm != "none" and self.model.config.dual
-        self.autocast = self.device.type == "cuda" and options.amp
+        self.autocast = options.amp and native_bf16(self.device)  # no fp16: it would need loss scaling
 
         self.epoch = 0
         self.best: dict[str, Any] = {"miou": None, "epoch": None, "scores": None}
@@ -321,8 +321,8 @@ class Trainer:
         if context.is_main:
             self.progress.info(f"Training {self.model.config.backbone} MoBaNet ({report['trainable']:,} of "
                                f"{report['total']:,} parameters trainable) on {len(self.sampler.scenes)} scene(s), "
-                               f"{len(self.validation)} validation block(s), device {self.device}, "
-                               f"{context.world_size} process(es).")
+                               f"{len(self.validation)} validation block(s), device {self.device}"
+                               f"{' (bf16 autocast)' if self.autocast else ''}, {context.world_size} process(es).")
         stopped_early = False
         try:
             while self.epoch < options.epochs and not stopped_early:
@@ -354,7 +354,7 @@ class Trainer:
                 "best_metrics": self.best["scores"], "modality_scores": self.card.modality_scores or None,
                 "epochs_run": self.epoch, "stopped_early": stopped_early,
                 "trainable_parameters": report["trainable"], "total_parameters": report["total"],
-                "processes": context.world_size}
+                "processes": context.world_size, "distributed_backend": context.backend}
 
 
 def train(options: TrainOptions, progress: Progress | None = None) -> dict[str, Any]:

@@ -7,19 +7,22 @@ import torch
 from mobanet.distributed.plan import predict_tile, tile_plan
 from mobanet.errors import MobanetError
 from mobanet.modelfile import load_model
-from mobanet.raster import open_scene, predict_array, window_grid
+from mobanet.raster import open_scene, predict_array
 from mobanet.raster.predict import WindowPredictor
+from mobanet.raster.tiling import MarginPlan, OverlapPlan
 
 from ..raster.conftest import write_raster
 from .conftest import WINDOW, write_mask
 
 
-@pytest.mark.parametrize(("width", "height", "tile_size", "overlap", "anchor"), [
-    (300, 300, 112, 0.5, (7, 3)), (300, 170, 56, 0.5, (0, 0)), (301, 97, 100, 0.25, (13, 1)),
-    (40, 30, 56, 0.5, (5, 5)), (1000, 560, 512, 0.0, (3, 0)), (250, 250, 240, 0.5, (0, 0)),
+@pytest.mark.parametrize(("width", "height", "tile_size", "plan", "anchor"), [
+    (300, 300, 112, OverlapPlan(0.5), (7, 3)), (300, 170, 56, OverlapPlan(0.5), (0, 0)),
+    (301, 97, 100, OverlapPlan(0.25), (13, 1)), (40, 30, 56, OverlapPlan(0.5), (5, 5)),
+    (1000, 560, 512, OverlapPlan(0.0), (3, 0)), (250, 250, 240, OverlapPlan(0.5), (0, 0)),
+    (300, 300, 112, MarginPlan(7), (7, 3)), (301, 97, 100, MarginPlan(14), (13, 1)),
 ])
-def test_tiles_cover_the_scene_once_with_every_touching_window(width, height, tile_size, overlap, anchor):
-    grid = window_grid(width, height, WINDOW, overlap, anchor=anchor)
+def test_tiles_cover_the_scene_once_with_every_touching_window(width, height, tile_size, plan, anchor):
+    grid = plan.grid(width, height, WINDOW, anchor=anchor)
     tiles = tile_plan(width, height, grid, tile_size)
     owner = np.zeros((height, width), int)
     for tile in tiles:
@@ -38,28 +41,32 @@ def test_tiles_cover_the_scene_once_with_every_touching_window(width, height, ti
 
 
 def test_tile_smaller_than_the_window_is_refused():
-    grid = window_grid(300, 300, WINDOW, 0.5)
+    grid = OverlapPlan(0.5).grid(300, 300, WINDOW)
     with pytest.raises(MobanetError, match="--tile-size 40 is smaller than the model's window"):
         tile_plan(300, 300, grid, 40)
 
 
-@pytest.mark.parametrize(("tile_size", "overlap", "mask"), [(112, 0.5, False), (56, 0.5, True), (130, 0.25, False),
-                                                            (400, 0.5, False), (70, 0.0, True)])
-def test_stitched_tiles_equal_the_whole_scene_run(scene_300, model_56, tmp_path, tile_size, overlap, mask):
+@pytest.mark.parametrize(("tile_size", "plan", "mask"), [
+    (112, OverlapPlan(0.5), False), (56, OverlapPlan(0.5), True), (130, OverlapPlan(0.25), False),
+    (400, OverlapPlan(0.5), False), (70, OverlapPlan(0.0), True), (112, MarginPlan(7), False),
+    (70, MarginPlan(14), True),
+])
+def test_stitched_tiles_equal_the_whole_scene_run(scene_300, model_56, tmp_path, tile_size, plan, mask):
+    """Whatever the tiling plan (overlap or margin), the tiles together are the single-process run."""
     network, card = load_model(model_56)
     mask_path = None
     if mask:  # a polygon mask: pixels outside are nodata in both runs
         mask_path = write_mask(tmp_path / "mask.gpkg", "POLYGON ((500010 4999990, 500120 4999995, 500100 4999880, "
                                                       "500020 4999900, 500010 4999990))")
     scene = open_scene(*scene_300, card, mask=mask_path)
-    reference, reference_confidence = predict_array(network, card, scene, WINDOW, overlap, 4, "cpu")
+    reference, reference_confidence = predict_array(network, card, scene, WINDOW, plan, 4, "cpu")
 
     predictor = WindowPredictor(network, torch.device("cpu"), 4)
-    grid = window_grid(scene.width, scene.height, WINDOW, overlap, anchor=scene.anchor)
+    grid = plan.grid(scene.width, scene.height, WINDOW, anchor=scene.anchor)
     classes = np.full_like(reference, 77)
     confidence = np.zeros_like(reference_confidence)
     for tile in tile_plan(scene.width, scene.height, grid, tile_size):
-        block = predict_tile(predictor, card.num_classes, scene, tile, WINDOW, grid.stride, 3, True)
+        block = predict_tile(predictor, card.num_classes, scene, tile, WINDOW, plan, 3, True)
         rows, cols = slice(block.y, block.y + tile.height), slice(block.x, block.x + tile.width)
         classes[rows, cols], confidence[rows, cols] = block.classes, block.confidence
     assert (classes != 77).all()
@@ -88,10 +95,10 @@ def test_a_cropped_file_gets_the_same_tiles_where_they_overlap(scene_300, model_
     predictor = WindowPredictor(network, torch.device("cpu"), 4)
 
     def stitched(scene):
-        grid = window_grid(scene.width, scene.height, WINDOW, 0.5, anchor=scene.anchor)
+        grid = OverlapPlan(0.5).grid(scene.width, scene.height, WINDOW, anchor=scene.anchor)
         out = np.zeros((scene.height, scene.width), np.uint8)
         for tile in tile_plan(scene.width, scene.height, grid, 112):
-            block = predict_tile(predictor, card.num_classes, scene, tile, WINDOW, grid.stride, 4, False)
+            block = predict_tile(predictor, card.num_classes, scene, tile, WINDOW, OverlapPlan(0.5), 4, False)
             out[tile.y:tile.y + tile.height, tile.x:tile.x + tile.width] = block.classes
         return out
 

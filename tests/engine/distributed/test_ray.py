@@ -352,3 +352,23 @@ def test_without_a_dsm_or_with_its_gaps_predicted_ray_equals_the_single_process_
     _assert_equal_to_reference(distributed / "classes.tif", single)
     if dsm is not None:  # the gap is predicted (classes there), not nodata
         assert (read(distributed / "classes.tif")[150:260, 20:140] != 255).all()
+
+
+def test_a_margin_plan_on_ray_equals_the_single_process_margin_run(scene_300, model_56, tmp_path):
+    """--margin reaches the workers: each tile keeps only the window centres, as the single-process run does."""
+    single, distributed = tmp_path / "single", tmp_path / "ray"
+    single.mkdir()
+    distributed.mkdir()
+    expected = segment(*scene_300, single / "classes.tif", model=model_56, margin=7,
+                       confidence=single / "confidence.tif")
+    code, found, stderr = run_cli(_segment_args(scene_300, model_56, distributed / "classes.tif", "--margin", "7",
+                                                "--confidence", str(distributed / "confidence.tif"), "--ray",
+                                                "local", "--tile-size", "112"), tmp_path)
+    assert code == 0, stderr[-3000:]
+    result = result_of(found)
+    assert (result["margin"], result["overlap"], result["windows"]) == (7, None, expected["windows"])
+    _assert_equal_to_reference(distributed / "classes.tif", single)
+    np.testing.assert_allclose(read(distributed / "confidence.tif"), read(single / "confidence.tif"), atol=1e-5)
+    default = segment(*scene_300, tmp_path / "default.tif", model=model_56)
+    assert (read(single / "classes.tif") != read(tmp_path / "default.tif")).any()  # the plan made a difference
+    assert default["windows"] != expected["windows"]

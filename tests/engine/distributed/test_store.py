@@ -15,7 +15,7 @@ TILE = Tile(112, 0, 76, 112, (84, 112, 140), (0, 28, 56, 84))
 
 def _fields(tmp_path, **changes):
     fields = {"optical": file_identity(tmp_path / "o.tif"), "model_sha256": "ab" * 32, "overlap": 0.5,
-              "window": None, "extent": None, "tile_size": 112}
+              "margin": None, "window": None, "extent": None, "tile_size": 112}
     fields.update(changes)
     return fields
 
@@ -25,10 +25,11 @@ def test_the_key_changes_with_whatever_decides_the_tiles(tmp_path):
     same = run_key(_fields(tmp_path))
     assert run_key(_fields(tmp_path)) == same  # the same command finds its tiles again
     changed = {run_key(_fields(tmp_path, overlap=0.25)), run_key(_fields(tmp_path, model_sha256="cd" * 32)),
+               run_key(_fields(tmp_path, overlap=None, margin=7)),
                run_key(_fields(tmp_path, extent=(1, 2, 3, 4))), run_key(_fields(tmp_path, tile_size=224))}
     os.utime(tmp_path / "o.tif", ns=(1, 1))  # an input rewritten in place
     changed.add(run_key(_fields(tmp_path)))
-    assert same not in changed and len(changed) == 5
+    assert same not in changed and len(changed) == 6
     folder = store_folder(tmp_path / "classes.tif", same)
     assert folder.parent == tmp_path and folder.name == f".classes.tif.tiles-{same}"
 
