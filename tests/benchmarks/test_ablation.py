@@ -7,7 +7,7 @@ import pytest
 from osgeo import gdal
 
 from benchmarks.ablation.data import write_gappy_dsm
-from benchmarks.ablation.report import decisions, summarise, targets
+from benchmarks.ablation.report import decisions, feasibility, summarise, targets
 from benchmarks.ablation.variants import VARIANTS, is_default, train_defaults
 from mobanet.card import ModelCard
 from mobanet.raster import open_scene
@@ -51,6 +51,8 @@ def test_rules_pick_the_cheapest_missing_dsm_within_a_point_of_the_best():
     assert "MCRM: MCRM mix 50 % meets both targets without the pyramid (cost of no DSM 6.2 points" in said
     assert "keeping it changes fused mIoU by 1.0 ± 0.0 points" in said
     assert "Simple feature pyramid on MCRM mix 50 %: 1.0 ± 0.0 points" in said
+    assert ("All dual variants, pyramid included: the best mean of fused and DSM-absent mIoU is MCRM mix 50 % + "
+            "feature pyramid (82.1: fused 85.2, without DSM 79.0)") in said
     checked = "\n".join(targets(summary))
     default = next(n for n, v in VARIANTS.items() if is_default(v))
     assert f"`mobanet train` defaults = {default}." in checked or "No row has" in checked
@@ -70,3 +72,27 @@ def test_without_a_variant_meeting_both_targets_the_best_mean_of_both_uses_wins(
     said = "\n".join(decisions(summarise(rows, ["no MCRM, aux loss kept", "MCRM local 25 % (authors')",
                                                  "MCRM mix 50 %"])))
     assert "no masking variant meets both targets" in said and "is MCRM mix 50 % (65.0: fused 75.0" in said
+
+
+def test_targets_that_cannot_hold_together_are_said_with_the_bound_the_optical_image_sets():
+    """Without a DSM only the optical image is left: when best fused - 1 - 15 exceeds every DSM-absent score and
+    the optical-only ceiling, the report says the two targets conflict; when it does not, it says they can hold."""
+    names = ["optical only", "MCRM mix 50 % + feature pyramid", "no MCRM, aux loss kept + feature pyramid"]
+
+    def summary(optical: float, fused_best: float) -> dict:
+        rows = []
+        for seed in range(3):
+            rows += [_row(names[0], seed, optical, optical),
+                     _row(names[1], seed, 0.78, 0.57),
+                     _row(names[2], seed, fused_best, 0.30)]
+        return summarise(rows, names)
+
+    conflict = feasibility(summary(0.59, 0.85))
+    assert conflict.startswith("- Both targets at once need a DSM-absent mIoU of at least 69.0 (best fused 85.0, "
+                               "no MCRM, aux loss kept + feature pyramid, less 1, less 15)")
+    assert "the best without a DSM is 57.0 (MCRM mix 50 % + feature pyramid)" in conflict
+    assert "the optical image alone reaches 59.0 (optical only), so no variant can meet both" in conflict
+    assert feasibility(summary(0.70, 0.85)).endswith("so both can hold together.")
+    checked = "\n".join(targets(summary(0.59, 0.85)))
+    assert "Fusion +19.0 points over the best optical-only row (optical only, 59.0; target >= 10): met." in checked
+    assert "best variant 85.0 (no MCRM, aux loss kept + feature pyramid; target: within 1): NOT met" in checked
