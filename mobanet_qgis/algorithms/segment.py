@@ -112,7 +112,8 @@ class SegmentAlgorithm(MobanetAlgorithm):
         self.add(QgsProcessingParameterEnum(
             "DSM_GAPS", "Pixels without DSM data", options=list(DSM_GAP_LABELS), defaultValue=0, optional=True),
             "Where the DSM has nodata or does not cover the optical image: predict those pixels from the optical "
-            "image alone (the default, chosen from the ablation benchmark), or leave them as nodata (255). Used "
+            "image alone (the default: in the ablation benchmark such pixels score mIoU 51.9, against 77.6 with "
+            "the DSM there), or leave them as nodata (255), without a class. Used "
             "only with a DSM. Optional so that models and scripts made before it existed keep working.",
             flag="--dsm-gaps", choices=DSM_GAP_MODES)
         optical = start_on(self.parameterDefinition("OPTICAL"), looks_like_optical)

@@ -39,8 +39,9 @@ def register(subparsers: argparse._SubParsersAction, parents: list[argparse.Argu
                              "optical image alone, at the accuracy cost its model card records")
     parser.add_argument("--dsm-gaps", choices=DSM_GAP_MODES, default=DEFAULT_DSM_GAPS,
                         help="pixels where the DSM has nodata or no coverage: predict them from the optical image "
-                             f"alone, or leave them nodata (default: {DEFAULT_DSM_GAPS}, chosen from the ablation "
-                             "in benchmarks/results/ablation.md)")
+                             f"alone, or leave them nodata (default: {DEFAULT_DSM_GAPS}: in the ablation, "
+                             "benchmarks/results/ablation.md, pixels in DSM gaps score mIoU 51.9 predicted, against "
+                             "77.6 with the DSM there; nodata gives them no class)")
     parser.add_argument("--output", required=True, metavar="OUT.tif", help="classified GeoTIFF to write")
     parser.add_argument("--model", metavar="M", help="model file (.safetensors); default: the embedded model")
     parser.add_argument("--weights", metavar="FILE",
