@@ -40,12 +40,13 @@ def check_dsm_needed(card: ModelCard, model: str) -> None:
         raise InputError(f"The model {model} uses only the DSM; give a DSM (it cannot run on the optical image).")
 
 
-def missing_dsm_note(card: ModelCard, model: str, gaps_only: bool = False) -> str:
-    """One or two sentences: the DSM (or some of its pixels) is missing, and what that costs this model."""
+def missing_dsm_note(card: ModelCard, model: str, gap_share: float | None = None) -> str:
+    """One or two sentences: the DSM (or the share ``gap_share`` of its pixels) is missing, and what that costs."""
     if card.config.get("streams") == "optical":
         return f"The model {model} does not use a DSM: nothing is lost without one."
-    what = ("Pixels where the DSM has no data are predicted from the optical image alone"
-            if gaps_only else "No DSM given: the model predicts from the optical image alone")
+    what = (f"The DSM has no data on {100 * gap_share:.1f} % of the scene; those pixels are predicted from the "
+            "optical image alone" if gap_share is not None
+            else "No DSM given: the model predicts from the optical image alone")
     cost = missing_dsm_cost(card)
     if cost is not None:
         note = (f"{what}. On its validation data, {model} scores mIoU {cost['miou_without_dsm']:.3f} without a "

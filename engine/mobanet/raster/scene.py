@@ -258,6 +258,21 @@ class Scene:
         valid[top - y: bottom - y, left - x: right - x] = inner_valid
         return optical, dsm, valid
 
+    def dsm_gap_share(self, rows: int = 512) -> float:
+        """Share of the scene's pixels where the given DSM has no data (outside its footprint, nodata or NaN).
+
+        0.0 without a DSM. One pass over the DSM in blocks of ``rows`` (a DSM is one band: cheap beside the
+        model), so that a run says it predicted gaps only when there were some.
+        """
+        if self._dsm is None:
+            return 0.0
+        missing = 0
+        for top in range(0, self.height, rows):
+            height = min(rows, self.height - top)
+            _, valid = self._dsm.read(self.x0, self.y0 + top, self.width, height)
+            missing += valid.size - int(np.count_nonzero(valid))
+        return missing / (self.width * self.height)
+
     def close(self) -> None:
         """Release the files (views made by `crop` share them)."""
         self._optical = self._dsm = None  # type: ignore[assignment]

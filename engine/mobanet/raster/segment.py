@@ -157,12 +157,8 @@ def segment(optical: str | Path, dsm: str | Path | None, output: str | Path, mod
         progress.warning(message)
 
     card = read_card(model_path)
-    missing_note = None
     if dsm is None:
         check_dsm_needed(card, str(model_path))
-        missing_note = missing_dsm_note(card, str(model_path))
-    elif dsm_gaps == "predict":
-        missing_note = missing_dsm_note(card, str(model_path), gaps_only=True)
     if bands and len(bands) != len(card.optical_bands):
         raise InputError(f"The model {model_path} takes {len(card.optical_bands)} optical bands (R,G,B) but "
                          f"{option('--bands')} gives {len(bands)} for {optical}; give exactly "
@@ -192,6 +188,12 @@ def segment(optical: str | Path, dsm: str | Path | None, output: str | Path, mod
                       "then back onto the optical grid.")
     resampled = scene.geotransform != output_grid[0] or (scene.width, scene.height) != output_grid[1:]
 
+    gap_share = scene.dsm_gap_share() if dsm is not None else None
+    missing_note = None
+    if dsm is None:
+        missing_note = missing_dsm_note(card, str(model_path))
+    elif dsm_gaps == "predict" and gap_share > 0:
+        missing_note = missing_dsm_note(card, str(model_path), gap_share)
     if missing_note is not None:
         progress.info(missing_note)
     stats = RunStats()
@@ -248,7 +250,8 @@ def segment(optical: str | Path, dsm: str | Path | None, output: str | Path, mod
         "confidence": str(confidence) if confidence else None,
         "polygons": str(polygons) if polygons else None, "polygon_count": polygon_count,
         "model": str(model_path), "dsm": str(dsm) if dsm is not None else None, "dsm_absent": dsm is None,
-        "dsm_gaps": dsm_gaps if dsm is not None else None, "missing_dsm_note": missing_note,
+        "dsm_gaps": dsm_gaps if dsm is not None else None,
+        "dsm_gap_share": round(gap_share, 4) if gap_share is not None else None, "missing_dsm_note": missing_note,
         "missing_dsm_cost": missing_dsm_cost(card) if missing_note else None,
         "device": device_name, "window": size, **plan.summary(),
         "batch_size": stats.batch_size, "width": width, "height": height, "geotransform": list(geotransform),

@@ -104,7 +104,21 @@ def test_dsm_gaps_are_predicted_or_left_nodata(tmp_path, tiny_model):
     far[:20, :100] = True  # more than a window (56 px) from any gap: the same windows, the same inputs
     assert np.array_equal(p[far], n[far])
     assert predicted["dsm_gaps"] == "predict" and left["missing_dsm_note"] is None
-    assert "Pixels where the DSM has no data are predicted from the optical image alone" in progress.infos[0]
+    assert predicted["dsm_gap_share"] == left["dsm_gap_share"] == pytest.approx(gaps.mean(), abs=1e-4)
+    said = f"The DSM has no data on {100 * gaps.mean():.1f} % of the scene; those pixels are predicted from the"
+    assert said in progress.infos[0] and predicted["missing_dsm_note"].startswith(said)
+
+
+def test_a_complete_dsm_says_nothing_about_gaps(tmp_path, tiny_model):
+    """A DSM with a nodata value but no nodata pixel, covering the optical image: no gap note, share 0."""
+    optical, dsm = synthetic_pair(120)
+    o = write_raster(tmp_path / "o.tif", optical)
+    d = write_raster(tmp_path / "d.tif", dsm, nodata=-9999)
+    progress = Recording()
+    result = segment(o, d, tmp_path / "p.tif", model=tiny_model, progress=progress)
+    assert result["dsm_gaps"] == "predict" and result["dsm_gap_share"] == 0.0
+    assert result["missing_dsm_note"] is None and result["missing_dsm_cost"] is None
+    assert not any("DSM" in line and "optical image alone" in line for line in progress.infos)
 
 
 def test_no_valid_pixel_in_common_is_refused_only_when_gaps_are_nodata(tmp_path, tiny_model):
