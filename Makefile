@@ -17,13 +17,15 @@ DEVICE ?= cpu
 
 SAMPLE := resources/sample
 DEMO_OUT := out/demo/sample_classes.tif
+DEMO_NO_DSM := out/demo/sample_classes_without_dsm.tif
 DEFAULT_MODEL := resources/models/mobanet-demo-tiny.safetensors
 
 .PHONY: help install demo test test-ltr lint bench bench-ablation bench-distributed bench-gpu bench-tiling default-model \
         sample package wheelhouse clean
 
 help:
-	@echo "make demo            set up, then segment the bundled sample with the default model (qgis_process)"
+	@echo "make demo            set up, then segment the bundled sample with the default model (qgis_process),"
+	@echo "                     with and without its DSM"
 	@echo "make test            set up, then lint (ruff, Qt6 check) and run every test"
 	@echo "make test-ltr        the plugin tests and qgis_process under QGIS 3.44 LTR (Debian sid chroot, root)"
 	@echo "make install         only the set-up (Debian packages, .venv, engine, plugin link)"
@@ -47,6 +49,9 @@ demo: install
 	$(QGIS_PROCESS) run mobanet:segment -- \
 	  OPTICAL=$(SAMPLE)/sample_optical.tif DSM=$(SAMPLE)/sample_dsm.tif OUTPUT=$(DEMO_OUT)
 	$(PY) tools/describe_classification.py $(DEMO_OUT) --reference $(SAMPLE)/sample_labels.tif
+	@echo "The same without a DSM (the model predicts from the optical image alone):"
+	$(QGIS_PROCESS) run mobanet:segment -- OPTICAL=$(SAMPLE)/sample_optical.tif OUTPUT=$(DEMO_NO_DSM)
+	$(PY) tools/describe_classification.py $(DEMO_NO_DSM) --reference $(SAMPLE)/sample_labels.tif
 
 # ruff, then the Qt6 check: no Qt5-only forms in code that runs inside QGIS (QGIS 4 is PyQt6)
 lint: install
@@ -67,7 +72,7 @@ bench: install
 	$(PY) benchmarks/bench_commit.py
 
 bench-ablation: install
-	$(PY) benchmarks/ablation.py
+	$(PY) -m benchmarks.ablation
 
 bench-distributed: install
 	$(PY) benchmarks/bench_distributed.py

@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, default=8, help="synthetic training scenes")
     parser.add_argument("--size", type=int, default=768, help="side of each synthetic scene in pixels")
     parser.add_argument("--epochs", type=int, default=16)
-    parser.add_argument("--iterations", type=int, default=150, help="iterations per epoch")
+    parser.add_argument("--iterations", type=int, default=130, help="iterations per epoch")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--window", type=int, default=224, help="training = validation = inference window")
     parser.add_argument("--workdir", type=Path, help="keep the synthetic scenes and logs here")

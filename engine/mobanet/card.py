@@ -91,6 +91,10 @@ class ModelCard:
     adapter_only: bool = True  # file holds only trainable tensors
     engine_version: str = __version__
     training: dict[str, Any] = field(default_factory=dict)  # data, epochs, metrics, command
+    # Validation scores of this very model by input ("both", "dsm_absent", "optical_absent"), each the headline
+    # numbers (miou, mf1, overall_accuracy, miou_all, kappa; fractions). Empty: trained without validation or by
+    # an older engine. `mobanet segment` quotes them when a DSM is absent.
+    modality_scores: dict[str, dict[str, float | None]] = field(default_factory=dict)
     format: int = CARD_FORMAT
 
     @property

@@ -1,4 +1,4 @@
-"""`mobanet:segment`: land-cover classes from an optical layer and a DSM layer."""
+"""`mobanet:segment`: land-cover classes from an optical layer and, when there is one, a DSM layer."""
 
 from __future__ import annotations
 
@@ -29,6 +29,8 @@ from mobanet_qgis.algorithms.layer_choice import looks_like_dsm, looks_like_opti
 from mobanet_qgis.compat import ProcessingNumberParameterType, ProcessingSourceType
 
 STYLE_SUFFIX = ".qml"
+DSM_GAP_MODES = ("predict", "nodata")  # the engine's --dsm-gaps choices; the first is its default
+DSM_GAP_LABELS = ("Predict them from the optical image alone", "Leave them as nodata")
 # The engine's default tiling plan (mobanet.raster.tiling.DEFAULT_PLAN), used when neither OVERLAP nor MARGIN is set,
 # and why it is the default (benchmarks/results/tiling.md).
 DEFAULT_TILING = ("windows overlapping by half, blended: no faster layout agrees with a dense reference on at least "
@@ -83,7 +85,8 @@ class SegmentAlgorithm(MobanetAlgorithm):
         return "Segment (optical + DSM)"
 
     def shortDescription(self) -> str:
-        return "Classify every pixel of an optical image into land-cover classes, helped by a surface model (DSM)."
+        return ("Classify every pixel of an optical image into land-cover classes, helped by a surface model (DSM) "
+                "when there is one.")
 
     def tags(self) -> list[str]:
         return ["segmentation", "classification", "land cover", "dsm", "deep learning", "mobanet", "dinov2"]
@@ -91,19 +94,28 @@ class SegmentAlgorithm(MobanetAlgorithm):
     def summary(self) -> str:
         return ("Classifies every pixel of an optical image (three bands) into land-cover classes with a MoBaNet "
                 "model, using a digital surface model (DSM, heights in metres) as a second input. The DSM may have "
-                "another CRS, pixel size or extent: it is resampled onto the optical grid. The result is a "
-                "single-band GeoTIFF on the optical grid with the model's class colours and names; it loads "
-                "styled. The engine runs as a separate process; Cancel stops it and leaves no output behind.")
+                "another CRS, pixel size or extent: it is resampled onto the optical grid. Without a DSM the model "
+                "predicts from the optical image alone; the log says how much accuracy that costs this model. The "
+                "result is a single-band GeoTIFF on the optical grid with the model's class colours and names; it "
+                "loads styled. The engine runs as a separate process; Cancel stops it and leaves no output behind.")
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:
         self.add(QgsProcessingParameterRasterLayer("OPTICAL", "Optical image"),
                  "Aerial or satellite image with (at least) three bands, e.g. an orthophoto (RGB or IRRG, "
                  "as the model was trained). Any layer QGIS reads; non-file layers are exported first.",
                  flag="--optical")
-        self.add(QgsProcessingParameterRasterLayer("DSM", "Surface model (DSM)"),
+        self.add(QgsProcessingParameterRasterLayer("DSM", "Surface model (DSM)", optional=True),
                  "Digital surface model: heights in metres, one band, covering the optical image. It is "
                  "resampled onto the optical image's grid. The dialog starts on a one-band floating-point "
-                 "layer of the project, never on the optical image.", flag="--dsm")
+                 "layer of the project, never on the optical image. Optional: without it the model predicts from "
+                 "the optical image alone, which costs accuracy (the log gives this model's numbers).", flag="--dsm")
+        self.add(QgsProcessingParameterEnum(
+            "DSM_GAPS", "Pixels without DSM data", options=list(DSM_GAP_LABELS), defaultValue=0, optional=True),
+            "Where the DSM has nodata or does not cover the optical image: predict those pixels from the optical "
+            "image alone (the default: in the ablation benchmark such pixels score mIoU 51.9, against 77.6 with "
+            "the DSM there), or leave them as nodata (255), without a class. Used "
+            "only with a DSM. Optional so that models and scripts made before it existed keep working.",
+            flag="--dsm-gaps", choices=DSM_GAP_MODES)
         optical = start_on(self.parameterDefinition("OPTICAL"), looks_like_optical)
         start_on(self.parameterDefinition("DSM"), looks_like_dsm, taken=[optical])
         self.add(QgsProcessingParameterFile(
@@ -180,18 +192,18 @@ class SegmentAlgorithm(MobanetAlgorithm):
                 feedback: QgsProcessingFeedback) -> dict[str, Any]:
         optical_layer = self.parameterAsRasterLayer(parameters, "OPTICAL", context)
         dsm_layer = self.parameterAsRasterLayer(parameters, "DSM", context)
-        if optical_layer is None or dsm_layer is None:  # a value QGIS accepted but cannot load
-            name = "OPTICAL" if optical_layer is None else "DSM"
+        if optical_layer is None or (dsm_layer is None and parameters.get("DSM") not in (None, "")):
+            name = "OPTICAL" if optical_layer is None else "DSM"  # a value QGIS accepted but cannot load
             raise QgsProcessingException(f"{self.field(name)}: the layer {parameters.get(name)!s} cannot be "
                                          "loaded as a raster; choose another layer or file.")
         outputs = {name: self.requested_output(parameters, name, context)
                    for name in ("OUTPUT", "CONFIDENCE", "VECTOR")}
+        # a layer without its own grid (WMS) is rendered at the other layer's pixel size
+        dsm_pixel = native_pixel_size(dsm_layer) if dsm_layer is not None else None
         values = {
-            # a layer without its own grid (WMS) is rendered at the other layer's pixel size
-            "OPTICAL": raster_layer_file(optical_layer, self.field("OPTICAL"), context, feedback,
-                                         native_pixel_size(dsm_layer)),
+            "OPTICAL": raster_layer_file(optical_layer, self.field("OPTICAL"), context, feedback, dsm_pixel),
             "DSM": raster_layer_file(dsm_layer, self.field("DSM"), context, feedback,
-                                     native_pixel_size(optical_layer)),
+                                     native_pixel_size(optical_layer)) if dsm_layer is not None else "",
             "EXTENT": self._extent(parameters, context, optical_layer),
             "MASK": self.parameterAsCompatibleSourceLayerPath(
                 parameters, "MASK", context, ["gpkg", "shp", "geojson"], "gpkg", feedback)
@@ -200,10 +212,14 @@ class SegmentAlgorithm(MobanetAlgorithm):
         }
         if not outputs["VECTOR"]:
             values["MIN_AREA"] = None  # an area only matters to polygons
+        if dsm_layer is None:
+            values["DSM_GAPS"] = None  # gaps only matter to a given DSM
         arguments = self.engine_arguments(parameters, context, feedback, values)
 
         result = self.run_engine(arguments, feedback, [path for path in outputs.values() if path])
         _report_class_shares(result, feedback)
+        if result.get("dsm_absent"):
+            feedback.pushWarning(str(result.get("missing_dsm_note") or "Segmented without a DSM."))
         style_on_load(outputs["OUTPUT"], context, str(result.get("style") or
                                                       Path(outputs["OUTPUT"]).with_suffix(STYLE_SUFFIX)))
         style_on_load(outputs["VECTOR"], context)

@@ -10,6 +10,7 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingFeedback,
     QgsProcessingOutputFile,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
@@ -34,9 +35,12 @@ BACKBONE_LABELS = (
     "DINOv2 ViT-L/14 with registers", "DINOv2 ViT-g/14 with registers",
     "tiny (small random ViT, for tests and demonstrations only)",
 )
-MCRM_MODES = ("local", "full", "none")
-MCRM_LABELS = ("Local: hide a random rectangle of one modality (authors' default)",
-               "Full: hide one modality entirely (as in the paper)", "None: no masking")
+# The engine's --mcrm choices; the defaults below are `mobanet train`'s (tests/plugin checks they agree).
+MCRM_MODES = ("local", "full", "mix", "none")
+MCRM_LABELS = ("Local: hide a random rectangle of one modality (authors' code)",
+               "Full: hide one modality entirely (the paper)",
+               "Mix: the whole modality or a rectangle, at random", "None: no masking")
+DEFAULT_MCRM, DEFAULT_MCRM_RATIO, DEFAULT_AUX_LOSS, DEFAULT_FEATURE_PYRAMID = "mix", 0.5, True, True
 # ViT-B/14: close to ViT-L's features for a third of its computation, memory and download
 # (86.6 M vs 304.4 M parameters, 0.35 vs 1.2 GB of weights); the paper's ViT-L is one click away.
 DEFAULT_BACKBONE = "dinov2_vitb14"
@@ -119,10 +123,23 @@ class TrainAlgorithm(MobanetAlgorithm):
             "LR", "Learning rate", ProcessingNumberParameterType.Double, defaultValue=2e-4, minValue=0.0),
             "Peak learning rate of AdamW (after warm-up; then cosine decay).", flag="--lr", advanced=True)
         self.add(QgsProcessingParameterEnum("MCRM", "Modality masking (MCRM)", options=list(MCRM_LABELS),
-                                            defaultValue=0),
-                 "Modality-conditional random masking: a quarter of each batch loses part (local) or all (full) "
-                 "of one input, so the model learns to use both.", flag="--mcrm", choices=MCRM_MODES,
-                 advanced=True)
+                                            defaultValue=MCRM_MODES.index(DEFAULT_MCRM)),
+                 "Modality-conditional random masking: part of each batch loses part (local) or all (full) of one "
+                 "input, so the model learns to use both and keeps working when the DSM is missing. The default "
+                 "was chosen by the ablation benchmark (benchmarks/results/ablation.md).", flag="--mcrm",
+                 choices=MCRM_MODES, advanced=True)
+        self.add(QgsProcessingParameterNumber(
+            "MCRM_RATIO", "Masked share of each batch", ProcessingNumberParameterType.Double,
+            defaultValue=DEFAULT_MCRM_RATIO, minValue=0.0, maxValue=1.0),
+            "Share of the windows of each batch that lose one input (half the optical image, half the DSM).",
+            flag="--mcrm-ratio", advanced=True)
+        self.add(QgsProcessingParameterBoolean("AUX_LOSS", "Auxiliary hard-pixel loss", DEFAULT_AUX_LOSS),
+                 "Train one extra head per input on the pixels the fused prediction still gets wrong (weight "
+                 "0.01).", advanced=True)
+        self.add(QgsProcessingParameterBoolean("FEATURE_PYRAMID", "Simple feature pyramid",
+                                               DEFAULT_FEATURE_PYRAMID),
+                 "Resample the four stages to 4x, 2x, 1x and 0.5x before the decoder (finer boundaries, a few "
+                 "more parameters).", advanced=True)
         self.add(QgsProcessingParameterEnum("DEVICE", "Device", options=list(DEVICE_LABELS), defaultValue=0),
                  "Where training runs: a CUDA GPU when one is available, or the CPU.", flag="--device",
                  choices=DEVICES, advanced=True)
@@ -159,6 +176,11 @@ class TrainAlgorithm(MobanetAlgorithm):
         backbone = BACKBONES[self.parameterAsEnum(parameters, "BACKBONE", context)]
         if backbone != "tiny" and not self.parameterAsFile(parameters, "WEIGHTS", context):
             arguments.append("--pretrained")  # the engine takes the cached weights or downloads them
+        # both ways explicit: the engine's defaults for these two may change with the evidence
+        arguments.append("--aux-loss" if self.parameterAsBoolean(parameters, "AUX_LOSS", context)
+                         else "--no-aux-loss")
+        arguments.append("--feature-pyramid" if self.parameterAsBoolean(parameters, "FEATURE_PYRAMID", context)
+                         else "--no-feature-pyramid")
         self.run_engine(arguments, feedback, [output])
         results: dict[str, Any] = {"OUTPUT": output}
         last = Path(output).with_name(Path(output).name.removesuffix(".safetensors") + LAST_SUFFIX)

@@ -3,14 +3,19 @@ prediction does not depend on where the window grid falls."""
 
 from pathlib import Path
 
+import pytest
 from osgeo import gdal
 
 from mobanet.evaluate import evaluate
 from mobanet.modelfile import read_card
 from mobanet.raster import segment
+from mobanet.raster.missing import missing_dsm_cost
 from mobanet.resources import default_model_path, sample_dir
+from mobanet.train import TrainOptions
+from mobanet.train.options import feature_pyramid_for
 
 SAMPLE = sample_dir()
+MIOU_WITHOUT_DSM = 0.6  # the embedded model scores 0.707 on the sample without its DSM (README, Numbers)
 
 
 def test_model_card_says_plainly_what_it_is():
@@ -30,6 +35,31 @@ def test_segments_the_sample_above_07_miou(tmp_path):
     metrics = evaluate(output, SAMPLE / "sample_labels.tif")
     assert metrics["miou"] > 0.7, metrics["per_class"]
     assert metrics["overall_accuracy"] > 0.85
+
+
+def test_card_records_the_training_defaults_and_its_scores_with_each_input_missing():
+    """The embedded model is trained with `mobanet train`'s defaults, so its card shows what they give."""
+    card = read_card(default_model_path())
+    defaults = TrainOptions(scenes=[], output=Path("m.safetensors"), backbone="tiny")
+    assert (card.training["mcrm"], card.training["mcrm_ratio"]) == (defaults.mcrm, defaults.mcrm_ratio)
+    assert card.config["feature_pyramid"] is feature_pyramid_for(defaults)
+    scores = card.modality_scores
+    assert set(scores) == {"both", "dsm_absent", "optical_absent"}
+    assert scores["both"]["miou"] == pytest.approx(card.training["best_metrics"]["miou"])
+    assert max(scores["dsm_absent"]["miou"], scores["optical_absent"]["miou"]) < scores["both"]["miou"]
+
+
+def test_segments_the_sample_without_its_dsm_and_says_what_that_costs(tmp_path):
+    output = tmp_path / "no_dsm.tif"
+    result = segment(SAMPLE / "sample_optical.tif", None, output)
+    assert result["dsm_absent"] and result["dsm"] is None
+    assert result["missing_dsm_cost"] == missing_dsm_cost(read_card(default_model_path()))
+    assert f"{result['missing_dsm_cost']['points']:.1f} points less" in result["missing_dsm_note"]
+    without = evaluate(output, SAMPLE / "sample_labels.tif")
+    assert without["miou"] > MIOU_WITHOUT_DSM, without["per_class"]
+    with_dsm = tmp_path / "with_dsm.tif"
+    segment(SAMPLE / "sample_optical.tif", SAMPLE / "sample_dsm.tif", with_dsm)
+    assert evaluate(with_dsm, SAMPLE / "sample_labels.tif")["miou"] > without["miou"]
 
 
 def _shifted_copy(source: Path, target: Path, pixels: int) -> Path:

@@ -135,11 +135,21 @@ def test_a_full_disk_is_one_clear_error_and_leaves_nothing(tmp_path, scene, comm
 
 
 def test_a_disk_filling_during_training_keeps_the_last_complete_epoch(tmp_path, scene):
-    """Epoch 1's files (about 28 MB) fit, epoch 2's do not beside them: epoch 1 stays whole and resumable."""
+    """Epoch 1's files fit, epoch 2's do not beside them: epoch 1 stays whole and resumable.
+
+    The disk holds 1.5 times what one epoch leaves (measured first with the same options), so the size follows
+    the model the training defaults build."""
+    def train_into(folder: Path, epochs: int) -> list:
+        return [*MOBANET, "train", "--optical", scene["optical"], "--dsm", scene["dsm"], "--labels", scene["labels"],
+                "--output", folder / "m.safetensors", "--epochs", str(epochs), "--iterations", "1", "--batch-size",
+                "2", "--window", "56", "--device", "cpu", "--quiet"]
+
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    assert subprocess.run(train_into(probe, 1), env=ENV, capture_output=True, timeout=600).returncode == 0
+    one_epoch = sum(f.stat().st_size for f in probe.rglob("*") if f.is_file())
     disk = tmp_path / "disk"
-    train = [*MOBANET, "train", "--optical", scene["optical"], "--dsm", scene["dsm"], "--labels", scene["labels"],
-             "--output", disk / "m.safetensors", "--epochs", "2", "--iterations", "1", "--batch-size", "2",
-             "--window", "56", "--device", "cpu", "--quiet"]
+    train = train_into(disk, 2)
     check = f"""
 import json, subprocess, sys
 from mobanet.train.state import load_state
@@ -150,7 +160,8 @@ print(json.dumps({{"code": done.returncode, "error": done.stderr.strip().splitli
                   "last_epochs": read_card({str(disk / "m.last.safetensors")!r}).training["epochs_run"],
                   "rows": len(json.load(open({str(disk / "m_logs" / "history.json")!r})))}}))
 """
-    done, left = on_tmpfs(disk, [sys.executable, "-c", check], size_kb=36 * 1024, env=ENV, timeout=900)
+    done, left = on_tmpfs(disk, [sys.executable, "-c", check], size_kb=int(1.5 * one_epoch / 1024), env=ENV,
+                          timeout=900)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.splitlines()[-1])
     assert report["code"] == 2 and report["error"].startswith(f"error: Writing {disk}/")
@@ -290,20 +301,29 @@ def test_any_orientation_gives_the_north_up_result(tmp_path, scene, north_up_res
 
 # -- small DSM coverage is said, in the event stream the plugin reads and in the result ------------------------------
 
-def test_a_dsm_covering_a_corner_is_a_warning_with_the_share_and_the_files(tmp_path, scene):
+@pytest.mark.parametrize("gaps", ["predict", "nodata"])
+def test_a_dsm_covering_a_corner_is_a_warning_with_the_share_and_the_files(tmp_path, scene, gaps):
     corner = tmp_path / "corner_dsm.tif"
     gdal.Translate(str(corner), str(scene["dsm"]), srcWin=[0, 0, 26, 26])  # about 1 % of the optical raster
+    chosen = [] if gaps == "predict" else ["--dsm-gaps", gaps]  # predict is the default
     done = subprocess.run([*MOBANET, "segment", "--json-progress", "--optical", scene["optical"], "--dsm", corner,
-                           "--output", tmp_path / "out.tif"], capture_output=True, text=True, env=ENV, timeout=600)
+                           *chosen, "--output", tmp_path / "out.tif"], capture_output=True, text=True, env=ENV,
+                          timeout=600)
     assert done.returncode == 0, done.stderr
     events = [json.loads(line) for line in done.stdout.splitlines()]
     warnings = [e["message"] for e in events if e["event"] == "warning"]
-    expected = (f"The DSM {corner} covers only 1.0 % of the optical raster {scene['optical']}; the rest gets no "
-                "class (nodata). Give a DSM of the whole area.")
+    rest = ("is predicted from the optical image alone (less accurate)" if gaps == "predict"
+            else "gets no class (nodata)")
+    expected = (f"The DSM {corner} covers only 1.0 % of the optical raster {scene['optical']}; the rest {rest}. "
+                "Give a DSM of the whole area.")
     assert warnings == [expected]
     result = events[-1]
     assert result["event"] == "result" and result["warnings"] == [expected]
-    assert result["dsm_coverage"] == pytest.approx(26 * 26 / 256 ** 2, abs=1e-3) and result["valid_fraction"] < 0.02
+    assert result["dsm_coverage"] == pytest.approx(26 * 26 / 256 ** 2, abs=1e-3)
+    if gaps == "predict":
+        assert result["valid_fraction"] > 0.9  # the optical image alone classifies the rest
+    else:
+        assert result["valid_fraction"] < 0.02
 
 
 # -- bounded work per model call: no hang, a stop request is honoured within seconds --------------------------------

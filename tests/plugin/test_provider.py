@@ -1,8 +1,10 @@
 """The provider `mobanet`, its algorithms and parameters are registered in QGIS; metadata and engine discovery."""
 
 import configparser
+import json
 import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -38,13 +40,13 @@ def test_segment_parameters(mobanet_provider):
     algorithm, params = _parameters("mobanet:segment")
     types = {name: p.type() for name, p in params.items()}
     assert types == {
-        "OPTICAL": "raster", "DSM": "raster", "MODEL": "file", "WEIGHTS": "file", "BANDS": "band",
+        "OPTICAL": "raster", "DSM": "raster", "DSM_GAPS": "enum", "MODEL": "file", "WEIGHTS": "file", "BANDS": "band",
         "EXTENT": "extent", "MASK": "source", "DEVICE": "enum", "BATCH_SIZE": "number", "OVERLAP": "number",
         "MARGIN": "number", "OUTPUT": "rasterDestination", "CONFIDENCE": "rasterDestination",
         "VECTOR": "vectorDestination", "MIN_AREA": "number", "RAY": "string"}
     optional = {name for name, p in params.items() if p.flags() & ProcessingParameterFlag.Optional}
-    assert optional == {"MODEL", "WEIGHTS", "BANDS", "EXTENT", "MASK", "OVERLAP", "MARGIN", "CONFIDENCE", "VECTOR",
-                        "RAY"}
+    assert optional == {"DSM", "DSM_GAPS", "MODEL", "WEIGHTS", "BANDS", "EXTENT", "MASK", "OVERLAP", "MARGIN",
+                        "CONFIDENCE", "VECTOR", "RAY"}
     assert params["OVERLAP"].defaultValue() is None and params["MARGIN"].defaultValue() is None  # engine default
     assert params["BANDS"].allowMultiple() and params["BANDS"].parentLayerParameterName() == "OPTICAL"
     assert params["DEVICE"].options()[params["DEVICE"].defaultValue()].startswith("Automatic")
@@ -59,13 +61,49 @@ def test_train_parameters(mobanet_provider):
     algorithm, params = _parameters("mobanet:train")
     assert set(params) == {"OPTICAL", "DSM", "LABELS", "CLASS_FIELD", "VAL_OPTICAL", "VAL_DSM", "VAL_LABELS",
                            "BACKBONE", "WEIGHTS", "EPOCHS", "ITERATIONS", "BATCH_SIZE", "WINDOW", "LR", "MCRM",
-                           "DEVICE", "SEED", "OUTPUT"}
+                           "MCRM_RATIO", "AUX_LOSS", "FEATURE_PYRAMID", "DEVICE", "SEED", "OUTPUT"}
     for name in ("OPTICAL", "DSM", "LABELS", "VAL_OPTICAL", "VAL_DSM", "VAL_LABELS"):
         assert params[name].type() == "multilayer"
     assert params["OUTPUT"].type() == "fileDestination" and "safetensors" in params["OUTPUT"].fileFilter()
     assert {"tiny", "dinov2_vits14", "dinov2_vitb14", "dinov2_vitl14", "dinov2_vitg14"} <= set(BACKBONES)
     assert len(params["BACKBONE"].options()) == len(BACKBONES)
     assert BACKBONES[params["BACKBONE"].defaultValue()] == "dinov2_vitb14"
+
+
+ENGINE_DEFAULTS = """
+import json
+from pathlib import Path
+from mobanet.raster.scene import DEFAULT_DSM_GAPS, DSM_GAP_MODES
+from mobanet.train import TrainOptions
+from mobanet.train.options import MCRM_MODES, feature_pyramid_for
+engine = TrainOptions(scenes=[], output=Path("m.safetensors"))
+print(json.dumps({"dsm_gaps": DEFAULT_DSM_GAPS, "dsm_gap_modes": DSM_GAP_MODES, "mcrm_modes": MCRM_MODES,
+                  "mcrm": engine.mcrm, "mcrm_ratio": engine.mcrm_ratio, "aux_heads": engine.aux_heads,
+                  "feature_pyramid": feature_pyramid_for(engine)}))
+"""
+
+
+def test_defaults_are_the_engines(mobanet_provider):
+    """The dialogs start from the engine's defaults: DSM gaps (`mobanet segment`) and masking, auxiliary loss and
+    feature pyramid (`mobanet train`), which the ablation benchmark chose. Read by the engine's Python (the test
+    runner may have no torch)."""
+    from mobanet_qgis.algorithms import segment, train
+    from mobanet_qgis.engine_process import find_engine
+
+    engine = find_engine()
+    completed = subprocess.run([engine.python, "-c", ENGINE_DEFAULTS], capture_output=True, text=True,
+                               env={**os.environ, **engine.env}, timeout=300, check=True)
+    defaults = json.loads(completed.stdout.strip().splitlines()[-1])
+    _, params = _parameters("mobanet:segment")
+    assert list(segment.DSM_GAP_MODES) == defaults["dsm_gap_modes"]
+    assert segment.DSM_GAP_MODES[params["DSM_GAPS"].defaultValue()] == defaults["dsm_gaps"]
+    assert len(params["DSM_GAPS"].options()) == len(segment.DSM_GAP_MODES)
+    _, params = _parameters("mobanet:train")
+    assert set(train.MCRM_MODES) == set(defaults["mcrm_modes"])
+    assert train.MCRM_MODES[params["MCRM"].defaultValue()] == defaults["mcrm"]
+    assert params["MCRM_RATIO"].defaultValue() == defaults["mcrm_ratio"]
+    assert params["AUX_LOSS"].defaultValue() == defaults["aux_heads"]
+    assert params["FEATURE_PYRAMID"].defaultValue() == defaults["feature_pyramid"]
 
 
 def test_evaluate_parameters_and_number_outputs(mobanet_provider):

@@ -88,6 +88,39 @@ def test_progress_and_class_shares_reach_the_feedback(segmented):
     assert feedback.engine_pid() is not None
 
 
+def test_without_a_dsm_the_log_says_what_that_costs(mobanet_provider, scene, model_file, tmp_path,
+                                                   recording_feedback):
+    """DSM left empty: every optical pixel is classified and the log carries the model card's cost sentence."""
+    import processing
+
+    from mobanet.modelfile import read_card
+    from mobanet.raster.missing import missing_dsm_note
+
+    output = tmp_path / "no_dsm.tif"
+    feedback = recording_feedback()
+    results = processing.run("mobanet:segment", {"OPTICAL": str(scene["optical"]), "MODEL": str(model_file),
+                                                 "OUTPUT": str(output)}, feedback=feedback)
+    assert Path(results["OUTPUT"]) == output and _grid(output) == _grid(scene["optical"])
+    assert (_classes(output) < 255).all()
+    note = missing_dsm_note(read_card(model_file), str(model_file))
+    assert note.startswith("No DSM given") and note in feedback.infos
+
+
+def test_dsm_gaps_left_as_nodata(mobanet_provider, scene, model_file, tmp_path):
+    """A DSM that covers only the left half: with DSM_GAPS = nodata the right half stays 255."""
+    import processing
+
+    half = tmp_path / "half_dsm.tif"
+    source = gdal.Open(str(scene["dsm"]))
+    gdal.Translate(str(half), source, srcWin=[0, 0, source.RasterXSize // 2, source.RasterYSize])
+    output = tmp_path / "gaps.tif"
+    processing.run("mobanet:segment", {"OPTICAL": str(scene["optical"]), "DSM": str(half), "DSM_GAPS": 1,
+                                       "MODEL": str(model_file), "OUTPUT": str(output)})
+    classes = _classes(output)
+    width = classes.shape[1] // 2
+    assert (classes[:, width + 1:] == 255).all() and (classes[:, :width - 1] < 255).all()
+
+
 def test_layer_without_a_file_is_exported_to_a_geotiff_first(mobanet_provider, scene, tmp_path,
                                                               recording_feedback):
     """A DSM from the virtual raster provider (raster calculator on the fly) reaches the engine as a GeoTIFF

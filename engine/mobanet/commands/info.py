@@ -83,6 +83,11 @@ def format_table(info: dict[str, Any]) -> str:
                   f"gsd {card['gsd'] if card['gsd'] is not None else 'any'}",
                   f"config:       {json.dumps(card['config'])}",
                   f"engine:       {card['engine_version']}"]
+        scores = card.get("modality_scores") or {}
+        if scores:
+            lines.append("validation:   mIoU " + ", ".join(
+                f"{(scores.get(key) or {}).get('miou') or 0.0:.3f} {label}" for key, label in
+                (("both", "with both inputs"), ("dsm_absent", "without DSM"), ("optical_absent", "without optical"))))
         if card["training"]:
             lines.append(f"training:     {json.dumps(card['training'])}")
         lines.append("")

@@ -22,7 +22,10 @@ from mobanet.errors import InputError
 from mobanet.model.mobanet import CHOICES
 from mobanet.model.profiles import PROFILES
 from mobanet.progress import Progress
+from mobanet.train.options import MCRM_MODES, TrainOptions
 from mobanet.wording import option
+
+DEFAULTS = TrainOptions(scenes=[], output=Path("model.safetensors"))  # the defaults the help shows
 
 
 def register(subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -60,11 +63,18 @@ def register(subparsers: argparse._SubParsersAction, parents: list[argparse.Argu
     for name in ("fusion", "streams"):
         net.add_argument(f"--{name}", choices=CHOICES[name], default=CHOICES[name][0])
     net.add_argument("--full-finetune", action="store_true", help="train the backbone too (nothing frozen)")
-    net.add_argument("--feature-pyramid", action="store_true", help="simple feature pyramid before the head")
-    net.add_argument("--mcrm", choices=("local", "full", "none"), default="local",
-                     help="modality-conditional random masking: a rectangle, the whole modality, or off")
-    net.add_argument("--mcrm-ratio", type=float, default=0.25, metavar="F", help="share of each batch masked")
-    net.add_argument("--aux-weight", type=float, default=0.01, metavar="F", help="weight of the auxiliary losses")
+    net.add_argument("--feature-pyramid", action=argparse.BooleanOptionalAction, default=None,
+                     help="simple feature pyramid (x4, x2, x1, x0.5) before the UPerNet head (default: on for the "
+                          "mobanet profile, chosen by the ablation; off for reference, the authors' layout)")
+    net.add_argument("--mcrm", choices=MCRM_MODES, default=DEFAULTS.mcrm,
+                     help="modality-conditional random masking of each masked sample: a rectangle (local), the "
+                          "whole modality (full), either at random (mix), or off (none)")
+    net.add_argument("--mcrm-ratio", type=float, default=DEFAULTS.mcrm_ratio, metavar="F",
+                     help="share of each batch masked (half lose the optical image, half the DSM)")
+    net.add_argument("--aux-loss", action=argparse.BooleanOptionalAction, default=DEFAULTS.aux_heads,
+                     help="auxiliary hard-pixel heads on each modality and their loss")
+    net.add_argument("--aux-weight", type=float, default=DEFAULTS.aux_weight, metavar="F",
+                     help="weight of the auxiliary losses")
 
     schedule = parser.add_argument_group("schedule")
     schedule.add_argument("--epochs", type=int, default=50, metavar="N", help="training epochs")
@@ -109,7 +119,7 @@ def _scenes(optical: list[str], dsm: list[str], labels: list[str], class_field: 
 
 
 def run(args: argparse.Namespace, progress: Progress) -> dict:
-    from mobanet.train import TrainOptions, train
+    from mobanet.train import train
 
     if os.environ.get("RANK", "0") != "0":
         progress.mode = "quiet"  # under torchrun only rank 0 reports (and prints the JSON result)
@@ -120,7 +130,8 @@ def run(args: argparse.Namespace, progress: Progress) -> dict:
         weights=Path(args.weights) if args.weights else None, pretrained=args.pretrained,
         init=Path(args.init) if args.init else None, profile=args.profile, cpia=args.cpia, fusion=args.fusion,
         streams=args.streams, finetune_backbone=args.full_finetune, feature_pyramid=args.feature_pyramid,
-        mcrm=args.mcrm, mcrm_ratio=args.mcrm_ratio, aux_weight=args.aux_weight, epochs=args.epochs,
+        mcrm=args.mcrm, mcrm_ratio=args.mcrm_ratio, aux_heads=args.aux_loss,
+        aux_weight=args.aux_weight, epochs=args.epochs,
         iterations=args.iterations, batch_size=args.batch_size, accumulate=args.accumulate, window=args.window,
         lr=args.lr, min_lr=args.min_lr, weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
         min_labelled=args.min_labelled, class_balanced=args.class_balanced, seed=args.seed, device=args.device,

@@ -74,8 +74,8 @@ class TileRun:
 def _key_fields(job: TileJob, scene: Scene, tile_size: int) -> dict[str, Any]:
     """Everything that decides the content of the tiles (see `mobanet.distributed.store`)."""
     return {"optical": file_identity(job.optical), "dsm": file_identity(job.dsm), "mask": file_identity(job.mask),
-            "model_sha256": file_sha256(job.model), "weights": file_identity(job.weights), "bands": job.bands,
-            "window": job.window, **job.plan.summary(), "extent": job.extent, "gsd": job.gsd,
+            "dsm_gaps": job.dsm_gaps, "model_sha256": file_sha256(job.model), "weights": file_identity(job.weights),
+            "bands": job.bands, "window": job.window, **job.plan.summary(), "extent": job.extent, "gsd": job.gsd,
             "confidence": job.with_confidence, "tile_size": tile_size,
             "grid": [scene.width, scene.height, list(scene.geotransform)]}
 

@@ -37,7 +37,7 @@ class TileJob:
     """What every worker needs to see the scene and the model exactly as the driver does."""
 
     optical: str
-    dsm: str
+    dsm: str | None  # None: no DSM, the model gets the missing-modality input (`mobanet.model.masking.hide`)
     model: str
     weights: str | None
     bands: list[int] | None
@@ -50,7 +50,8 @@ class TileJob:
     device: str  # what the user asked for; the driver turns it into the workers' device
     with_confidence: bool
     optical_normalizer: OpticalNormalizer  # the driver's statistics: every worker normalises alike
-    dsm_normalizer: DsmNormalizer
+    dsm_normalizer: DsmNormalizer | None
+    dsm_gaps: str  # "predict" or "nodata": pixels where a given DSM has no data
 
 
 class _WindowCounter(Progress):
@@ -86,7 +87,7 @@ class TileWorker:
             torch_device = resolve_device(device)
             network, card = load_model(job.model, weights=job.weights, device=torch_device)
             self.scene = open_scene(job.optical, job.dsm, card, bands=job.bands, extent=job.extent, mask=job.mask,
-                                    gsd=job.gsd)
+                                    gsd=job.gsd, dsm_gaps=job.dsm_gaps)
             self.scene.optical_normalizer = job.optical_normalizer
             self.scene.dsm_normalizer = job.dsm_normalizer
             self.num_classes = card.num_classes

@@ -1,10 +1,17 @@
-"""MCRM: modality-conditional random masking, a training-time augmentation.
+"""A missing modality, and MCRM (modality-conditional random masking) that trains for it.
 
-A share ``ratio`` of each batch is picked; of those, half lose their optical
-input and half their DSM, never both, so the network learns to lean on
+What "missing" means is defined once, here: `hide` sets the normalised input
+of the missing modality (or of its missing pixels) to `ABSENT`, zero, the
+card's mean value. Training (MCRM), inference without a DSM or with DSM gaps
+(`mobanet.raster.Scene`) and the ablation benchmark all call it, so the
+network meets a missing input at inference exactly as it learnt it.
+
+MCRM: a share ``ratio`` of each batch is picked; of those, half lose their
+optical input and half their DSM, never both, so the network learns to lean on
 whichever modality is left. ``mode="local"`` (the authors' released default)
-zeroes one random rectangle covering 10-30 % of the image with aspect ratio
-0.5-2; ``mode="full"`` (the paper) zeroes the whole modality.
+hides one random rectangle covering 10-30 % of the image with aspect ratio
+0.5-2; ``mode="full"`` (the paper) hides the whole modality; ``mode="mix"``
+does either, with equal chance, for each picked sample.
 
 Rounding: ``ratio * B`` samples are masked in expectation. The integer part
 is always masked and the fractional part by a coin flip (stochastic
@@ -16,12 +23,31 @@ optical or DSM with equal chance.
 from __future__ import annotations
 
 import math
+from typing import TypeVar
 
+import numpy as np
 import torch
 
 NOT_MASKED, OPTICAL_MASKED, DSM_MASKED = 0, 1, 2
+MODES = ("local", "full", "mix")
 AREA_RANGE = (0.10, 0.30)
 ASPECT_RANGE = (0.5, 2.0)
+ABSENT = 0.0  # normalised input value of a missing modality or pixel
+
+Array = TypeVar("Array", np.ndarray, torch.Tensor)
+
+
+def hide(values: Array, where: Array | None = None) -> Array:
+    """Mark a modality missing, in place: ``values`` [..., C, H, W] (normalised, numpy or torch) become `ABSENT`.
+
+    Everywhere, or only where the bool [H, W] ``where`` is True (DSM gaps).
+    Returns ``values``.
+    """
+    if where is None:
+        values[...] = ABSENT
+    else:
+        values[..., where] = ABSENT
+    return values
 
 
 def _uniform(low: float, high: float, generator: torch.Generator | None) -> float:
@@ -46,8 +72,8 @@ def mask_modalities(optical: torch.Tensor, dsm: torch.Tensor, ratio: float = 0.2
 
     ``which``: 0 untouched, 1 optical masked, 2 DSM masked. Inputs are not modified.
     """
-    if mode not in ("local", "full"):
-        raise ValueError(f"unknown masking mode {mode!r}; use 'local' or 'full'")
+    if mode not in MODES:
+        raise ValueError(f"unknown masking mode {mode!r}; use one of {', '.join(MODES)}")
     if not 0.0 <= ratio <= 1.0:
         raise ValueError(f"masking ratio must be in [0, 1], got {ratio}")
     batch, height, width = optical.shape[0], optical.shape[-2], optical.shape[-1]
@@ -64,9 +90,10 @@ def mask_modalities(optical: torch.Tensor, dsm: torch.Tensor, ratio: float = 0.2
     for rank, index in enumerate(picked):
         target = optical if rank < optical_count else dsm
         which[index] = OPTICAL_MASKED if rank < optical_count else DSM_MASKED
-        if mode == "full":
-            target[index] = 0
+        whole = mode == "full" or (mode == "mix" and float(torch.rand((), generator=generator)) < 0.5)
+        if whole:
+            hide(target[index])
         else:
             top, left, h, w = random_rectangle(height, width, generator)
-            target[index, :, top:top + h, left:left + w] = 0
+            hide(target[index, :, top:top + h, left:left + w])
     return optical, dsm, which.to(optical.device)

@@ -5,11 +5,17 @@ by `aligned_source`: read directly when it shares the CRS and pixel size (at
 any whole-pixel offset), otherwise through a GDAL warped VRT, whatever its
 CRS, pixel size, extent or orientation: a raster stored south-up (positive y
 pixel size) or east-left is read with its rows or columns reversed, so every
-pixel meets the one at the same place on the ground. A pixel is valid where
-both inputs have data (and, if given, inside the polygon mask); `Scene.read`
-returns normalised network input and that validity for any window, padding by
-reflection where the window leaves the scene so the model never sees black
-borders. A paletted optical raster is expanded to RGB on the fly.
+pixel meets the one at the same place on the ground. `Scene.read` returns
+normalised network input and validity for any window, padding by reflection
+where the window leaves the scene so the model never sees black borders. A
+paletted optical raster is expanded to RGB on the fly.
+
+A pixel is valid where the optical image has data (and, if given, inside the
+polygon mask). The DSM may be absent (no file: the whole DSM input is the
+missing modality, `mobanet.model.masking.hide`) or have gaps (nodata, or
+outside its coverage): with ``dsm_gaps="nodata"`` gap pixels are invalid, with
+``"predict"`` their DSM input is marked missing and the model predicts them
+from the optical image, the way MCRM trained it.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from osgeo import gdal, ogr, osr
 
 from mobanet.card import ModelCard
 from mobanet.errors import InputError
+from mobanet.model.masking import hide
 from mobanet.raster.normalize import DsmNormalizer, OpticalNormalizer, decimated_read
 from mobanet.wording import option
 
@@ -32,6 +39,9 @@ osr.UseExceptions()
 
 GDAL_CACHE_BYTES = 256 * 1024 * 1024  # GDAL's default (5 % of RAM) would dominate resident memory
 LOW_DSM_COVERAGE = 0.9  # warn when the DSM covers less of the scene than this
+DSM_GAP_MODES = ("predict", "nodata")  # what becomes of pixels where a given DSM has no data
+DEFAULT_DSM_GAPS = "predict"  # chosen from the ablation (benchmarks/results/ablation.md)
+MODALITIES = ("optical", "dsm")
 
 
 def input_path(path: str | Path) -> str | Path:
@@ -136,14 +146,16 @@ class Scene:
     It runs as the optical raster is stored (south-up too); `read` returns
     windows in that order. ``dsm_coverage`` is the share of that area the
     DSM's footprint covers; ``notes`` say what was done to the inputs on the
-    way (for the user).
+    way (for the user). ``dsm_path`` is None when the DSM is absent.
     """
 
-    def __init__(self, optical: _Source, dsm: _Source, optical_norm: OpticalNormalizer, dsm_norm: DsmNormalizer,
-                 base_geotransform: tuple[float, ...], projection: str, window: tuple[int, int, int, int],
-                 optical_path: str | Path, dsm_path: str | Path, mask_layer: ogr.Layer | None = None,
-                 mask_dataset: ogr.DataSource | None = None, dsm_coverage: float = 1.0,
-                 notes: list[str] | None = None):
+    def __init__(self, optical: _Source, dsm: _Source | None, optical_norm: OpticalNormalizer,
+                 dsm_norm: DsmNormalizer | None, base_geotransform: tuple[float, ...], projection: str,
+                 window: tuple[int, int, int, int], optical_path: str | Path, dsm_path: str | Path | None,
+                 mask_layer: ogr.Layer | None = None, mask_dataset: ogr.DataSource | None = None,
+                 dsm_coverage: float = 1.0, notes: list[str] | None = None, dsm_gaps: str = "nodata"):
+        if dsm_gaps not in DSM_GAP_MODES:
+            raise ValueError(f"dsm_gaps must be one of {DSM_GAP_MODES}, got {dsm_gaps!r}")
         self._optical, self._dsm = optical, dsm
         self.optical_normalizer, self.dsm_normalizer = optical_norm, dsm_norm
         self._base_geotransform = tuple(base_geotransform)
@@ -153,8 +165,15 @@ class Scene:
         self._mask_layer, self._mask_dataset = mask_layer, mask_dataset
         self.dsm_coverage = dsm_coverage
         self.notes = list(notes or [])
+        self.dsm_gaps = dsm_gaps
+        self.hidden: frozenset[str] = frozenset() if dsm is not None else frozenset({"dsm"})
         gt = self._base_geotransform
         self.geotransform = (gt[0] + self.x0 * gt[1], gt[1], 0.0, gt[3] + self.y0 * gt[5], 0.0, gt[5])
+
+    @property
+    def dsm_absent(self) -> bool:
+        """True when the model gets no DSM at all (none given, or hidden by `hiding`)."""
+        return "dsm" in self.hidden
 
     @property
     def pixel_size(self) -> tuple[float, float]:
@@ -184,11 +203,22 @@ class Scene:
         view.geotransform = (gt[0] + view.x0 * gt[1], gt[1], 0.0, gt[3] + view.y0 * gt[5], 0.0, gt[5])
         return view
 
+    def hiding(self, *modalities: str) -> Scene:
+        """A view of this scene whose reads mark these modalities missing (validation and ablation scores)."""
+        unknown = set(modalities) - set(MODALITIES)
+        if unknown:
+            raise ValueError(f"unknown modalities {sorted(unknown)}; use {MODALITIES}")
+        view = Scene.__new__(Scene)
+        view.__dict__.update(self.__dict__)
+        view.hidden = self.hidden | frozenset(modalities)
+        return view
+
     def read(self, x: int, y: int, w: int, h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Normalised optical float32 [3, h, w], DSM float32 [1, h, w] and validity bool [h, w] of a window.
 
         The window may reach past the scene: the part inside is mirrored outwards
-        (valid False there). Invalid pixels hold 0 in both inputs.
+        (valid False there). Invalid pixels, and missing DSM pixels, hold the
+        missing-modality value (`hide`).
         """
         optical = np.zeros((3, h, w), np.float32)
         dsm = np.zeros((1, h, w), np.float32)
@@ -196,26 +226,52 @@ class Scene:
         left, top = max(x, 0), max(y, 0)
         right, bottom = min(x + w, self.width), min(y + h, self.height)
         if right <= left or bottom <= top:
-            return optical, dsm, valid
+            return hide(optical), hide(dsm), valid
         bx, by, bw, bh = self.x0 + left, self.y0 + top, right - left, bottom - top
         try:
-            raw_optical, optical_valid = self._optical.read(bx, by, bw, bh)
-            raw_dsm, dsm_valid = self._dsm.read(bx, by, bw, bh)
+            raw_optical, inner_valid = self._optical.read(bx, by, bw, bh)
+            if self._dsm is not None:
+                raw_dsm, dsm_valid = self._dsm.read(bx, by, bw, bh)
         except RuntimeError as exc:
-            raise InputError(f"Reading {self.optical_path} / {self.dsm_path} failed ({exc}); a file may be "
-                             "corrupt or truncated. Check it with gdalinfo -checksum.") from exc
-        inner_valid = optical_valid & dsm_valid
+            files = " / ".join(str(p) for p in (self.optical_path, self.dsm_path) if p is not None)
+            raise InputError(f"Reading {files} failed ({exc}); a file may be corrupt or truncated. Check it with "
+                             "gdalinfo -checksum.") from exc
         if self._mask_layer is not None:
             inner_valid &= self._mask_inside(bx, by, bw, bh)
         inner_optical = self.optical_normalizer(raw_optical)
-        inner_dsm = self.dsm_normalizer(raw_dsm)
-        inner_optical[:, ~inner_valid] = 0.0
-        inner_dsm[:, ~inner_valid] = 0.0
+        if self._dsm is None:
+            inner_dsm = hide(np.empty((1, bh, bw), np.float32))
+        else:
+            inner_dsm = self.dsm_normalizer(raw_dsm)
+            if self.dsm_gaps == "nodata":
+                inner_valid &= dsm_valid
+            hide(inner_dsm, ~dsm_valid)  # gaps the model predicts from the optical image alone
+        hide(inner_optical, ~inner_valid)
+        hide(inner_dsm, ~inner_valid)
+        if "optical" in self.hidden:
+            hide(inner_optical)
+        if "dsm" in self.hidden:
+            hide(inner_dsm)
         pad = ((top - y, y + h - bottom), (left - x, x + w - right))
         optical[:] = np.pad(inner_optical, ((0, 0), *pad), mode="symmetric")
         dsm[:] = np.pad(inner_dsm, ((0, 0), *pad), mode="symmetric")
         valid[top - y: bottom - y, left - x: right - x] = inner_valid
         return optical, dsm, valid
+
+    def dsm_gap_share(self, rows: int = 512) -> float:
+        """Share of the scene's pixels where the given DSM has no data (outside its footprint, nodata or NaN).
+
+        0.0 without a DSM. One pass over the DSM in blocks of ``rows`` (a DSM is one band: cheap beside the
+        model), so that a run says it predicted gaps only when there were some.
+        """
+        if self._dsm is None:
+            return 0.0
+        missing = 0
+        for top in range(0, self.height, rows):
+            height = min(rows, self.height - top)
+            _, valid = self._dsm.read(self.x0, self.y0 + top, self.width, height)
+            missing += valid.size - int(np.count_nonzero(valid))
+        return missing / (self.width * self.height)
 
     def close(self) -> None:
         """Release the files (views made by `crop` share them)."""
@@ -328,36 +384,59 @@ def _coverage(inner: tuple[float, float, float, float], outer: tuple[float, floa
 
 def coverage_warning(scene: Scene, extent: bool = False) -> str | None:
     """What to tell the user when the DSM covers little of the scene (the rest gets no class), else None."""
-    if scene.dsm_coverage >= LOW_DSM_COVERAGE:
+    if scene.dsm_path is None or scene.dsm_coverage >= LOW_DSM_COVERAGE:
         return None
+    rest = ("is predicted from the optical image alone (less accurate)" if scene.dsm_gaps == "predict"
+            else "gets no class (nodata)")
     return (f"The DSM {scene.dsm_path} covers only {100 * scene.dsm_coverage:.1f} % of the optical raster "
-            f"{scene.optical_path}{' inside the extent' if extent else ''}; the rest gets no class (nodata). Give a "
+            f"{scene.optical_path}{' inside the extent' if extent else ''}; the rest {rest}. Give a "
             "DSM of the whole area.")
 
 
-def open_scene(optical: str | Path, dsm: str | Path, card: ModelCard, bands: list[int] | None = None,
+def _dsm_overlap(dsm_ds: gdal.Dataset, dsm_path: str | Path, dsm_srs: osr.SpatialReference,
+                 optical_path: str | Path, optical_srs: osr.SpatialReference,
+                 optical_bounds: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+    """The DSM's bounds in the optical CRS; no overlap at all is an error (before any pixel is read)."""
+    to_optical = osr.CoordinateTransformation(dsm_srs, optical_srs)
+    dsm_bounds = to_optical.TransformBounds(*_bounds(dsm_ds.GetGeoTransform(), dsm_ds.RasterXSize,
+                                                     dsm_ds.RasterYSize), 21)
+    if (min(dsm_bounds[2], optical_bounds[2]) <= max(dsm_bounds[0], optical_bounds[0])
+            or min(dsm_bounds[3], optical_bounds[3]) <= max(dsm_bounds[1], optical_bounds[1])):
+        raise InputError(f"The DSM {dsm_path} and the optical raster {optical_path} do not overlap "
+                         f"(optical {tuple(round(v, 2) for v in optical_bounds)}, DSM "
+                         f"{tuple(round(v, 2) for v in dsm_bounds)} in the optical CRS); give rasters of the "
+                         "same area, and check that both carry the right CRS.")
+    return dsm_bounds
+
+
+def open_scene(optical: str | Path, dsm: str | Path | None, card: ModelCard, bands: list[int] | None = None,
                extent: tuple[float, float, float, float] | None = None, mask: str | Path | None = None,
-               gsd: float | None = None) -> Scene:
+               gsd: float | None = None, dsm_gaps: str = "nodata") -> Scene:
     """Open, check and align an optical raster and a DSM for a model (see module docstring).
 
+    dsm: None when there is no DSM: the model gets the missing-modality input everywhere.
     bands: 1-based optical band numbers in R,G,B order (default: the card's).
     extent: xmin, ymin, xmax, ymax in the optical CRS; the scene is the optical pixels it touches.
     mask: polygons (any OGR format, any CRS); pixels outside them are nodata.
     gsd: resample the optical grid to this pixel size (metres) before predicting.
+    dsm_gaps: "nodata" (pixels without DSM data are invalid) or "predict" (from the optical image alone).
     """
+    if dsm_gaps not in DSM_GAP_MODES:
+        raise InputError(f"{option('--dsm-gaps')} {dsm_gaps!r} is not one of {', '.join(DSM_GAP_MODES)}.")
     if gdal.GetCacheMax() > GDAL_CACHE_BYTES:
         gdal.SetCacheMax(GDAL_CACHE_BYTES)
-    optical_path, dsm_path = input_path(optical), input_path(dsm)
+    optical_path = input_path(optical)
+    dsm_path = input_path(dsm) if dsm is not None else None
     optical_ds = _open_raster(optical_path, "Optical raster")
-    dsm_ds = _open_raster(dsm_path, "DSM")
+    dsm_ds = _open_raster(dsm_path, "DSM") if dsm_path is not None else None
     optical_srs = _spatial_ref(optical_ds, str(optical_path), "Optical raster")
-    dsm_srs = _spatial_ref(dsm_ds, str(dsm_path), "DSM")
+    dsm_srs = _spatial_ref(dsm_ds, str(dsm_path), "DSM") if dsm_ds is not None else None
     notes = []
     if optical_ds.RasterCount == 1 and optical_ds.GetRasterBand(1).GetColorTable() is not None:
         optical_ds = _expanded_palette(optical_ds)
         notes.append(f"Optical raster {optical_path} is paletted: its colour table is expanded to R,G,B bands.")
 
-    if dsm_ds.RasterCount != 1:  # first: with the two swapped, this is the message that helps
+    if dsm_ds is not None and dsm_ds.RasterCount != 1:  # first: with the two swapped, this message helps
         raise InputError(f"DSM {dsm_path} has {dsm_ds.RasterCount} bands; a DSM has one band of heights in "
                          f"metres. Did you swap {option('--optical')} and {option('--dsm')}?")
     wanted = len(card.optical_bands)
@@ -379,25 +458,18 @@ def open_scene(optical: str | Path, dsm: str | Path, card: ModelCard, bands: lis
     window = (0, 0, width, height)
     if extent is not None:
         window = _pixel_window(extent, geotransform, width, height, str(optical_path))
-
-    # No overlap at all is a user error worth a precise message (before any pixel is read).
-    to_optical = osr.CoordinateTransformation(dsm_srs, optical_srs)
-    dsm_bounds = to_optical.TransformBounds(*_bounds(dsm_ds.GetGeoTransform(), dsm_ds.RasterXSize,
-                                                     dsm_ds.RasterYSize), 21)
     optical_bounds = _bounds((geotransform[0] + window[0] * geotransform[1], geotransform[1], 0,
                               geotransform[3] + window[1] * geotransform[5], 0, geotransform[5]),
                              window[2], window[3])
-    if (min(dsm_bounds[2], optical_bounds[2]) <= max(dsm_bounds[0], optical_bounds[0])
-            or min(dsm_bounds[3], optical_bounds[3]) <= max(dsm_bounds[1], optical_bounds[1])):
-        raise InputError(f"The DSM {dsm_path} and the optical raster {optical_path} do not overlap "
-                         f"(optical {tuple(round(v, 2) for v in optical_bounds)}, DSM "
-                         f"{tuple(round(v, 2) for v in dsm_bounds)} in the optical CRS); give rasters of the "
-                         "same area, and check that both carry the right CRS.")
+    dsm_bounds = dsm_norm = None
+    if dsm_ds is not None:
+        dsm_bounds = _dsm_overlap(dsm_ds, dsm_path, dsm_srs, optical_path, optical_srs, optical_bounds)
 
     _check_has_data(optical_ds, bands, str(optical_path), "Optical raster")
-    _check_has_data(dsm_ds, [1], str(dsm_path), "DSM")
     optical_norm = OpticalNormalizer.fit(optical_ds, bands, card.optical_normalization, str(optical_path))
-    dsm_norm = DsmNormalizer.fit(dsm_ds, card.dsm_normalization, str(dsm_path))
+    if dsm_ds is not None:
+        _check_has_data(dsm_ds, [1], str(dsm_path), "DSM")
+        dsm_norm = DsmNormalizer.fit(dsm_ds, card.dsm_normalization, str(dsm_path))
 
     base = optical_ds
     if gsd is not None and not (math.isfinite(gsd) and gsd > 0):
@@ -407,11 +479,11 @@ def open_scene(optical: str | Path, dsm: str | Path, card: ModelCard, bands: lis
                          resampleAlg="average" if gsd > abs(geotransform[1]) else "bilinear", multithread=False)
         window = (0, 0, base.RasterXSize, base.RasterYSize)
     optical_source = _Source(base, bands)
-    dsm_source = _dsm_source(dsm_ds, base, optical_srs)
+    dsm_source = _dsm_source(dsm_ds, base, optical_srs) if dsm_ds is not None else None
     mask_dataset = mask_layer = None
     if mask is not None:
         mask_dataset, mask_layer = _open_mask(mask)
+    coverage = _coverage(dsm_bounds, optical_bounds) if dsm_bounds is not None else 0.0
     return Scene(optical_source, dsm_source, optical_norm, dsm_norm, base.GetGeoTransform(),
                  optical_srs.ExportToWkt(), window, optical_path, dsm_path, mask_layer, mask_dataset,
-                 _coverage(dsm_bounds, optical_bounds), notes)
-
+                 coverage, notes, dsm_gaps)

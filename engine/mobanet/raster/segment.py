@@ -1,4 +1,4 @@
-"""The `segment` job: an optical raster and a DSM in, a classified GeoTIFF (and friends) out.
+"""The `segment` job: an optical raster (and a DSM, when there is one) in, a classified GeoTIFF (and friends) out.
 
 Checks every input and every output path before the model loads, streams
 the prediction to disk block by block, and writes all outputs through one
@@ -26,9 +26,10 @@ from mobanet.modelfile import load_model, read_card
 from mobanet.pathcheck import OUTPUT, PathArgument, check_paths
 from mobanet.progress import Progress
 from mobanet.raster.blend import Block
+from mobanet.raster.missing import check_dsm_needed, missing_dsm_cost, missing_dsm_note
 from mobanet.raster.polygon_style import store_polygon_style
 from mobanet.raster.predict import RunStats, WindowPredictor, predict_blocks, resolve_device, resolve_window
-from mobanet.raster.scene import Scene, aligned_source, coverage_warning, input_path, open_scene
+from mobanet.raster.scene import DEFAULT_DSM_GAPS, Scene, aligned_source, coverage_warning, input_path, open_scene
 from mobanet.raster.tiling import tiling_plan
 from mobanet.raster.writers import (
     BlockRaster,
@@ -47,7 +48,7 @@ POLYGON_SUFFIXES = (".gpkg",)
 MAX_UPSAMPLING = 4.0  # --resample-to-model-gsd: the model's pixels may be at most this many times finer
 
 
-def segment_paths(optical: Path, dsm: Path, output: Path, model: Path, weights: Path | None, mask: Path | None,
+def segment_paths(optical: Path, dsm: Path | None, output: Path, model: Path, weights: Path | None, mask: Path | None,
                   confidence: Path | None, polygons: Path | None) -> list[PathArgument]:
     """Every path `segment` reads or writes, the style it derives from ``output`` included."""
     raster = dict(suffixes=RASTER_SUFFIXES, format="GeoTIFF")
@@ -117,13 +118,14 @@ def _check_options(batch_size: int, min_area: float) -> None:
         raise InputError(f"{option('--min-area')} {min_area} must not be negative.")
 
 
-def segment(optical: str | Path, dsm: str | Path, output: str | Path, model: str | Path | None = None,
+def segment(optical: str | Path, dsm: str | Path | None, output: str | Path, model: str | Path | None = None,
             weights: str | Path | None = None, bands: list[int] | None = None, window: int | None = None,
             overlap: float | None = None, margin: int | None = None, batch_size: int = 4, device: str = "auto",
             extent: tuple[float, float, float, float] | None = None, mask: str | Path | None = None,
             confidence: str | Path | None = None, polygons: str | Path | None = None, min_area: float = 0.0,
             cog: bool = False, resample_to_model_gsd: bool = False, ray: str | None = None,
-            workers: int | None = None, tile_size: int | None = None, progress: Progress | None = None) -> dict:
+            workers: int | None = None, tile_size: int | None = None, dsm_gaps: str = DEFAULT_DSM_GAPS,
+            progress: Progress | None = None) -> dict:
     """Classify ``optical`` + ``dsm`` with a model into ``output`` (see module docstring); returns a summary.
 
     Outputs: ``output`` (uint8 GeoTIFF on the optical grid, or on the part the
@@ -133,10 +135,13 @@ def segment(optical: str | Path, dsm: str | Path, output: str | Path, model: str
     neither: the default plan). The summary's ``warnings`` repeat what was reported while running.
     ``ray`` ("local" or a cluster address) computes the prediction as tiles on
     Ray workers (`mobanet.distributed`), then writes the same outputs from them.
+    ``dsm`` None: no DSM, the model predicts from the optical image alone.
+    ``dsm_gaps``: "predict" or "nodata" for pixels where the DSM has no data.
     """
     progress = progress if progress is not None else Progress("quiet")
     started = time.perf_counter()
-    optical, dsm, output = input_path(optical), input_path(dsm), Path(output)
+    optical, output = input_path(optical), Path(output)
+    dsm = input_path(dsm) if dsm is not None else None
     model_path = Path(model) if model else default_model_path()
     style = output.with_suffix(".qml")
     confidence = Path(confidence) if confidence else None
@@ -152,6 +157,8 @@ def segment(optical: str | Path, dsm: str | Path, output: str | Path, model: str
         progress.warning(message)
 
     card = read_card(model_path)
+    if dsm is None:
+        check_dsm_needed(card, str(model_path))
     if bands and len(bands) != len(card.optical_bands):
         raise InputError(f"The model {model_path} takes {len(card.optical_bands)} optical bands (R,G,B) but "
                          f"{option('--bands')} gives {len(bands)} for {optical}; give exactly "
@@ -162,7 +169,7 @@ def segment(optical: str | Path, dsm: str | Path, output: str | Path, model: str
             warn(f"The model {model_path} records no ground sampling distance; not resampling.")
         else:
             gsd = card.gsd
-    scene = open_scene(optical, dsm, card, bands=bands, extent=extent, mask=mask)
+    scene = open_scene(optical, dsm, card, bands=bands, extent=extent, mask=mask, dsm_gaps=dsm_gaps)
     output_grid = (scene.geotransform, scene.width, scene.height)
     for note in scene.notes:
         progress.info(note)
@@ -176,19 +183,28 @@ def segment(optical: str | Path, dsm: str | Path, output: str | Path, model: str
                          f"{option('--resample-to-model-gsd')} or use a model trained near {scene.pixel_size[0]:g} m.")
     if gsd is not None and not math.isclose(gsd, scene.pixel_size[0], rel_tol=0.01):
         scene.close()
-        scene = open_scene(optical, dsm, card, bands=bands, extent=extent, mask=mask, gsd=gsd)
+        scene = open_scene(optical, dsm, card, bands=bands, extent=extent, mask=mask, gsd=gsd, dsm_gaps=dsm_gaps)
         progress.info(f"Predicting at the model's {gsd:g} m pixel size ({scene.width} x {scene.height}), "
                       "then back onto the optical grid.")
     resampled = scene.geotransform != output_grid[0] or (scene.width, scene.height) != output_grid[1:]
 
+    gap_share = scene.dsm_gap_share() if dsm is not None else None
+    missing_note = None
+    if dsm is None:
+        missing_note = missing_dsm_note(card, str(model_path))
+    elif dsm_gaps == "predict" and gap_share > 0:
+        missing_note = missing_dsm_note(card, str(model_path), gap_share)
+    if missing_note is not None:
+        progress.info(missing_note)
     stats = RunStats()
     tiles = None
     if ray is not None:  # every tile computed on Ray first; the outputs below are assembled from the tile store
         from mobanet.distributed import TileJob, run_tiles  # Ray is optional: imported only when asked for
 
-        job = TileJob(str(optical), str(dsm), str(model_path), str(weights) if weights else None, bands, extent,
-                      str(mask) if mask else None, gsd, window, plan, batch_size, device, confidence is not None,
-                      scene.optical_normalizer, scene.dsm_normalizer)
+        job = TileJob(str(optical), str(dsm) if dsm is not None else None, str(model_path),
+                      str(weights) if weights else None, bands, extent, str(mask) if mask else None, gsd, window,
+                      plan, batch_size, device, confidence is not None, scene.optical_normalizer,
+                      scene.dsm_normalizer, dsm_gaps)
         tiles = run_tiles(job, scene, card, output, ray, workers, tile_size, stats, progress)
         size, device_name, blocks = tiles.window, tiles.device, tiles.blocks()
     else:
@@ -214,9 +230,7 @@ def segment(optical: str | Path, dsm: str | Path, output: str | Path, model: str
             _predict_files(scene, blocks, card, outputs, class_output, confidence_output, output_grid, resampled,
                            cog, counter)
             if counter.counts[:IGNORE_INDEX].sum() == 0:
-                raise InputError(f"The optical raster {optical} and the DSM {dsm} have no valid pixel in common"
-                                 f"{' inside the extent/mask' if extent or mask else ''}; check their nodata "
-                                 "values and that they cover the same area.")
+                raise _no_valid_pixel(optical, dsm, dsm_gaps, bool(extent or mask))
             outputs.write_text(style, qml_style(card.class_names, card.class_colors))
             if polygons is not None:
                 progress.info(f"Polygonising into {polygons}.")
@@ -235,7 +249,11 @@ def segment(optical: str | Path, dsm: str | Path, output: str | Path, model: str
         "output": str(output), "style": str(style),
         "confidence": str(confidence) if confidence else None,
         "polygons": str(polygons) if polygons else None, "polygon_count": polygon_count,
-        "model": str(model_path), "device": device_name, "window": size, **plan.summary(),
+        "model": str(model_path), "dsm": str(dsm) if dsm is not None else None, "dsm_absent": dsm is None,
+        "dsm_gaps": dsm_gaps if dsm is not None else None,
+        "dsm_gap_share": round(gap_share, 4) if gap_share is not None else None, "missing_dsm_note": missing_note,
+        "missing_dsm_cost": missing_dsm_cost(card) if missing_note else None,
+        "device": device_name, "window": size, **plan.summary(),
         "batch_size": stats.batch_size, "width": width, "height": height, "geotransform": list(geotransform),
         "windows": stats.windows, "windows_predicted": stats.windows_predicted,
         "dsm_coverage": round(coverage, 4), **counter.summary(card.class_names), "warnings": warnings,
@@ -244,6 +262,16 @@ def segment(optical: str | Path, dsm: str | Path, output: str | Path, model: str
         "megapixels_per_second": round(width * height / 1e6 / max(time.perf_counter() - started, 1e-9), 4),
         **(tiles.summary() if tiles is not None else {}),
     }
+
+
+def _no_valid_pixel(optical: str | Path, dsm: str | Path | None, dsm_gaps: str, restricted: bool) -> InputError:
+    where = " inside the extent/mask" if restricted else ""
+    if dsm is None or dsm_gaps == "predict":
+        return InputError(f"The optical raster {optical} has no valid pixel{where}; check its nodata value"
+                          f"{' and the extent/mask' if restricted else ''}.")
+    return InputError(f"The optical raster {optical} and the DSM {dsm} have no valid pixel in common{where}; check "
+                      "their nodata values and that they cover the same area (or predict DSM gaps from the optical "
+                      f"image alone: {option('--dsm-gaps')} predict).")
 
 
 def _predict_files(scene: Scene, blocks: Iterator[Block], card: ModelCard, outputs: OutputSet,

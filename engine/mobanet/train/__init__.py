@@ -1,5 +1,6 @@
-"""Fine-tuning MoBaNet: window sampling, the schedule, DDP, logs and the training loop."""
+"""Fine-tuning MoBaNet: options, window sampling, the schedule, DDP, validation, checkpoints and the loop."""
 
-from mobanet.train.trainer import SceneFiles, TrainOptions, train
+from mobanet.train.options import SceneFiles, TrainOptions
+from mobanet.train.trainer import train
 
 __all__ = ["SceneFiles", "TrainOptions", "train"]

@@ -10,11 +10,14 @@ One run, top to bottom:
    (`WindowSampler`, read one batch ahead in a thread), MCRM on dual-stream
    batches, AdamW with warm-up + cosine (`WarmupCosine`), bf16 autocast on
    CUDA;
-4. validate with `predict_array`, the tiled inference of ``mobanet segment``,
-   and score with `metrics.scores` (mIoU over the classes without clutter);
+4. validate (`mobanet.train.validation`: the tiled inference of
+   ``mobanet segment``, mIoU over the classes without clutter);
 5. write the best model to ``output``, the last one to
    ``<stem>.last.safetensors`` and the resume state to
-   ``<stem>.state.safetensors``; log the epoch (`TrainingLog`).
+   ``<stem>.state.safetensors`` (`mobanet.train.checkpoint`); log the epoch
+   (`TrainingLog`);
+6. after the last epoch, score the best model with the DSM and with the
+   optical image missing, into its card (``modality_scores``).
 
 Under ``torchrun`` every rank trains on its own windows and DDP averages the
 gradients; only rank 0 validates and writes. On the CPU a run is
@@ -29,13 +32,12 @@ import math
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors import safe_open
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -44,96 +46,23 @@ from mobanet.classes import IGNORE_INDEX, ISPRS_CLASSES
 from mobanet.errors import InputError
 from mobanet.fileutil import OutputSet
 from mobanet.labels import read_labels
-from mobanet.metrics import confusion_matrix, scores
 from mobanet.model import PROFILES, MoBaNet, MoBaNetConfig, MoBaNetLoss, build_model, mask_modalities
-from mobanet.modelfile import load_model, read_card, save_model
+from mobanet.modelfile import load_model
 from mobanet.progress import Progress
-from mobanet.raster import Scene, native_bf16, open_scene, predict_array
-from mobanet.raster.predict import max_window, resolve_window
+from mobanet.raster import Scene, native_bf16, open_scene
+from mobanet.raster.predict import resolve_window
 from mobanet.raster.scene import coverage_warning
+from mobanet.train.checkpoint import rank_state, read_tensors, restore, run_state, write_model
 from mobanet.train.distributed import DistributedContext, setup_distributed
-from mobanet.train.files import RunPaths, check_run_paths, resume_paths
+from mobanet.train.files import RunPaths, resume_paths
 from mobanet.train.logs import TrainingLog
+from mobanet.train.options import SceneFiles, TrainOptions, check_options, feature_pyramid_for
 from mobanet.train.run_progress import TrainingProgress, validation_windows
 from mobanet.train.sampling import TrainingScene, WindowSampler, holdout_regions
 from mobanet.train.schedule import WarmupCosine, build_optimizer
-from mobanet.train.state import load_state, save_state
+from mobanet.train.state import save_state
+from mobanet.train.validation import ValidationScene, modality_scores, summary_scores, validate
 from mobanet.wording import option, option_list
-
-MCRM_MODES = ("local", "full", "none")
-STATE_FORMAT = 1
-
-
-@dataclass
-class SceneFiles:
-    """One labelled scene: co-registered optical raster and DSM, and labels (raster or polygons)."""
-
-    optical: Path
-    dsm: Path
-    labels: Path
-    class_field: str | None = None  # attribute holding the class of vector labels
-
-
-@dataclass
-class TrainOptions:
-    """Everything one training run needs; defaults follow the authors' recipe (SPEC section 2)."""
-
-    scenes: list[SceneFiles]
-    output: Path
-    validation: list[SceneFiles] = field(default_factory=list)
-    holdout: float = 0.2  # without validation scenes: this share of each scene (a right-hand strip) validates
-    # network
-    backbone: str = "tiny"
-    weights: Path | None = None
-    pretrained: bool = False
-    profile: str = "mobanet"  # or "reference": the authors' released layout (mobanet.model.profiles)
-    cpia: str | None = None  # None: the profile's form
-    fusion: str = "gated"
-    streams: str = "dual"
-    finetune_backbone: bool = False
-    feature_pyramid: bool = False
-    init: Path | None = None  # start from this model file (its configuration and classes win)
-    # MCRM and loss
-    mcrm: str = "local"
-    mcrm_ratio: float = 0.25
-    aux_weight: float = 0.01
-    # schedule
-    epochs: int = 50
-    iterations: int = 1000
-    batch_size: int = 24  # per process under torchrun
-    accumulate: int = 1
-    window: int | None = None  # training = validation = inference window; None: the card's (ModelCard.window)
-    lr: float = 2e-4
-    weight_decay: float = 0.05
-    warmup_epochs: int = 5
-    min_lr: float = 1e-6
-    # sampling
-    min_labelled: float = 0.5
-    class_balanced: bool = False
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = True
-    # run control and outputs
-    resume: Path | None = None  # a <stem>.state.safetensors (or the output model beside it)
-    early_stopping: int | None = None  # stop after this many validations without a better mIoU
-    full_checkpoint: bool = False
-    log_dir: Path | None = None
-    validate_every: int = 1
-    # model card overrides
-    class_names: list[str] | None = None
-    class_colors: list[tuple[int, int, int]] | None = None
-    bands: list[int] | None = None
-    gsd: float | None = None
-    command: str | None = None  # the command line, recorded in the model card
-
-
-@dataclass
-class ValidationScene:
-    """A block to score after each epoch: its scene (or crop) and its labels on the same grid."""
-
-    scene: Scene
-    labels: np.ndarray
-    name: str
 
 
 class TrainingForward(nn.Module):
@@ -145,55 +74,6 @@ class TrainingForward(nn.Module):
 
     def forward(self, optical: torch.Tensor, dsm: torch.Tensor) -> dict[str, torch.Tensor | None]:
         return self.model.forward_train(optical, dsm)
-
-
-def check_options(options: TrainOptions) -> None:
-    """Refuse impossible settings and clashing paths up front, each with the option to change."""
-    if not options.scenes:
-        raise InputError(f"No training scene given; give {option_list('--optical', '--dsm', '--labels')} "
-                         "(once per scene).")
-    numbers = {"--epochs": options.epochs, "--iterations": options.iterations, "--batch-size": options.batch_size,
-               "--accumulate": options.accumulate, "--validate-every": options.validate_every}
-    for name, value in numbers.items():
-        if value < 1:
-            raise InputError(f"{option(name)} must be at least 1, got {value}.")
-    if options.window is not None and not 28 <= options.window <= max_window(14):
-        raise InputError(f"{option('--window')} {options.window} is out of range; use 28 to {max_window(14)} px "
-                         "(266 is the default).")
-    if not 0.0 <= options.holdout < 0.9:
-        raise InputError(f"{option('--holdout')} {options.holdout} must be in [0, 0.9); 0.2 holds out a fifth of "
-                         "each scene.")
-    if options.mcrm not in MCRM_MODES:
-        raise InputError(f"{option('--mcrm')} {options.mcrm!r} is not one of {', '.join(MCRM_MODES)}.")
-    for name, value in (("--mcrm-ratio", options.mcrm_ratio), ("--min-labelled", options.min_labelled)):
-        if not 0.0 <= value <= 1.0:
-            raise InputError(f"{option(name)} must be between 0 and 1, got {value}.")
-    if options.lr <= 0 or options.min_lr < 0 or options.min_lr > options.lr:
-        raise InputError(f"Learning rates must satisfy 0 <= {option('--min-lr')} <= {option('--lr')} and "
-                         f"{option('--lr')} > 0 (got {options.lr} and {options.min_lr}).")
-    if options.early_stopping is not None and options.early_stopping < 1:
-        raise InputError(f"{option('--early-stopping')} must be at least 1 validation, got {options.early_stopping}.")
-    if options.class_colors is not None and options.class_names is not None and \
-            len(options.class_colors) != len(options.class_names):
-        raise InputError(f"{len(options.class_names)} class names but {len(options.class_colors)} class colours; "
-                         "give one colour per class.")
-    check_run_paths(options)
-
-
-def _file_entry(files: SceneFiles) -> dict[str, str | None]:
-    return {"optical": str(Path(files.optical).resolve()), "dsm": str(Path(files.dsm).resolve()),
-            "labels": str(Path(files.labels).resolve()), "class_field": files.class_field}
-
-
-def _summary_scores(result: dict[str, Any]) -> dict[str, Any]:
-    """The headline numbers of a `scores` result (what the log, the card and the plugin show)."""
-    def number(value: Any) -> float | None:
-        return None if value is None or not math.isfinite(float(value)) else float(value)
-
-    per_class = result.get("per_class") or {}
-    headline = {key: number(result.get(key)) for key in ("overall_accuracy", "mf1", "miou", "miou_all", "kappa")}
-    headline["per_class_iou"] = {name: number(values.get("iou")) for name, values in per_class.items()}
-    return headline
 
 
 class Trainer:
@@ -228,7 +108,7 @@ class Trainer:
         self.best: dict[str, Any] = {"miou": None, "epoch": None, "scores": None}
         self.stale_validations = 0
         if self.resume_from:
-            self._load_resume_state()
+            restore(self, *self.resume_from)
         forward = TrainingForward(self.model)
         if context.enabled:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
@@ -260,7 +140,9 @@ class Trainer:
             raise InputError(f"Classes {names} are not the ISPRS classes; give their colours too (class_colors).")
         config = MoBaNetConfig(backbone=options.backbone, num_classes=len(names), profile=options.profile,
                                cpia=options.cpia, fusion=options.fusion, streams=options.streams,
-                               finetune_backbone=options.finetune_backbone, feature_pyramid=options.feature_pyramid)
+                               finetune_backbone=options.finetune_backbone,
+                               feature_pyramid=feature_pyramid_for(options),
+                               aux_heads=options.aux_heads)
         model = build_model(config, weights=options.weights, pretrained=options.pretrained)
         card = ModelCard(name=self.paths.best.name.removesuffix(".safetensors"), class_names=names, class_colors=colors,
                          gsd=options.gsd, dsm_normalization=replace(PROFILES[config.profile].dsm_normalization))
@@ -387,87 +269,27 @@ class Trainer:
         """Scores of the current network on the validation blocks (tiled inference as in `segment`)."""
         if not self.validation:
             return None
-        count = self.card.num_classes
-        matrix = np.zeros((count, count), dtype=np.int64)
-        for item in self.validation:
-            classes, _ = predict_array(self.model, self.card, item.scene, window=self.card.window,
-                                       batch_size=self.options.batch_size, device=str(self.device),
-                                       progress=self.run_progress.validation(self.epoch))
-            matrix += confusion_matrix(classes, item.labels, count)
+        result = validate(self.model, self.card, self.validation, self.options.batch_size, str(self.device),
+                          progress=self.run_progress.validation(self.epoch))
         self.model.train()
-        return scores(matrix, self.card.class_names, self.card.mean_class_indices())
+        return result
 
-    # -- files ----------------------------------------------------------------------------
-    def _card_training(self) -> dict[str, Any]:
-        options = self.options
-        return {**self.card.training,
-                "data": [_file_entry(s) for s in options.scenes],
-                "validation": [_file_entry(s) for s in options.validation] if options.validation
-                else {"holdout": options.holdout, "strip": "right-hand side of each training scene"},
-                "epochs": options.epochs, "epochs_run": self.epoch, "iterations": options.iterations,
-                "batch_size": options.batch_size, "accumulate": options.accumulate, "processes":
-                self.context.world_size, "window": self.card.window, "lr": options.lr,
-                "weight_decay": options.weight_decay, "warmup_epochs": options.warmup_epochs,
-                "mcrm": options.mcrm if self.masking else "none", "mcrm_ratio": options.mcrm_ratio,
-                "aux_weight": options.aux_weight, "class_balanced": options.class_balanced,
-                "min_labelled": options.min_labelled, "seed": options.seed,
-                "best_epoch": self.best["epoch"], "best_metrics": self.best["scores"], "command": options.command}
-
-    def _save_model(self, path: Path, outputs: OutputSet) -> None:
-        self.card.training = self._card_training()
-        save_model(path, self.model, self.card, full=self.options.full_checkpoint, outputs=outputs)
-
-    def _rank_state(self) -> dict[str, Any]:
-        state = {"torch_rng": torch.get_rng_state(), "mask_rng": self.mask_generator.get_state(),
-                 "sampler": self.sampler.state_dict()}
-        if self.device.type == "cuda":
-            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
-        return state
-
-    def _state(self, ranks: list[dict[str, Any]]) -> dict[str, Any]:
-        return {"format": STATE_FORMAT, "epoch": self.epoch, "best": self.best,
-                "stale_validations": self.stale_validations, "config": self.model.config.to_dict(),
-                "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(), "ranks": ranks}
-
-    def _load_resume_state(self) -> None:
-        state_path, last_path = self.resume_from
-        state = load_state(state_path)
-        if state.get("format") != STATE_FORMAT:
-            raise InputError(f"Resume state {state_path} has format {state.get('format')}; this engine reads "
-                             f"format {STATE_FORMAT}. Start the training again.")
-        if state["config"] != self.model.config.to_dict():
-            raise InputError(f"Resume state {state_path} belongs to a different network ({state['config']}); "
-                             "resume with the options of the interrupted run.")
-        if len(state["ranks"]) != self.context.world_size:
-            raise InputError(f"Resume state {state_path} was written by {len(state['ranks'])} process(es); resume "
-                             f"with the same number (now {self.context.world_size}).")
-        if read_card(last_path).class_names != self.card.class_names:
-            raise InputError(f"{last_path} predicts other classes than this run; resume with the same classes.")
-        with safe_open(str(last_path), framework="pt") as handle:
-            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
-        expected = self.model.state_dict()
-        unknown = sorted(set(tensors) - set(expected))
-        missing = sorted(k for k in set(expected) - set(tensors) if not k.startswith("backbone."))
-        if unknown or missing:
-            raise InputError(f"{last_path} does not fit this run's network (unknown {unknown[:3]}, missing "
-                             f"{missing[:3]}); resume with the options of the interrupted run.")
-        self.model.load_state_dict(tensors, strict=False)
-        optimizer_state = state["optimizer"]
-        for group in optimizer_state["param_groups"]:
-            group["betas"] = tuple(group["betas"])
-        self.optimizer.load_state_dict(optimizer_state)
-        self.schedule.load_state_dict(state["schedule"])
-        self.epoch, self.best = int(state["epoch"]), state["best"]
-        self.stale_validations = int(state["stale_validations"])
-        mine = state["ranks"][self.context.rank]
-        torch.set_rng_state(mine["torch_rng"])
-        self.mask_generator.set_state(mine["mask_rng"])
-        self.sampler.load_state_dict(mine["sampler"])
-        if "cuda_rng" in mine and self.device.type == "cuda":
-            torch.cuda.set_rng_state(mine["cuda_rng"], self.device)
-        if self.epoch >= self.options.epochs:
-            raise InputError(f"{state_path} already finished {self.epoch} of {self.options.epochs} epochs; raise "
-                             f"{option('--epochs')} to train longer.")
+    def _score_missing_inputs(self) -> None:
+        """Rank 0, after the last epoch: the best model's scores with each input missing, into its card."""
+        if self.best["epoch"] is None or self.best["scores"] is None or not self.validation:
+            return
+        self.progress.info("Scoring the best model on the validation data without the DSM, then without the "
+                           "optical image (for its model card).")
+        self.model.load_state_dict(read_tensors(self.paths.best), strict=False)
+        self.card.modality_scores = modality_scores(self.model, self.card, self.validation,
+                                                    self.options.batch_size, str(self.device), self.best["scores"])
+        with OutputSet() as outputs:
+            write_model(self, self.paths.best, outputs)
+        found = self.card.modality_scores
+        self.progress.info("Best model (epoch {}): mIoU {:.3f} with both inputs, {:.3f} without the DSM, {:.3f} "
+                           "without the optical image.".format(self.best["epoch"], found["both"]["miou"] or 0.0,
+                                                              found["dsm_absent"]["miou"] or 0.0,
+                                                              found["optical_absent"]["miou"] or 0.0))
 
     # -- the run --------------------------------------------------------------------------
     def _end_of_epoch(self, row: dict[str, Any], validated: dict[str, Any] | None, ranks: list[dict[str, Any]],
@@ -475,7 +297,7 @@ class Trainer:
         """Rank 0: commit the epoch's files together (best model when better, last, state, log); its log row."""
         improved = False
         if validated is not None:
-            headline = _summary_scores(validated)
+            headline = summary_scores(validated)
             row.update(headline)
             miou = headline["miou"]
             improved = miou is not None and (self.best["miou"] is None or miou > self.best["miou"])
@@ -487,9 +309,9 @@ class Trainer:
         row = {"epoch": self.epoch, **row, "seconds": round(time.perf_counter() - started, 3)}
         with OutputSet() as outputs:
             if improved or not self.validation:  # without validation the output is the latest model
-                self._save_model(self.paths.best, outputs)
-            self._save_model(self.paths.last, outputs)
-            save_state(self.paths.state, self._state(ranks), outputs)
+                write_model(self, self.paths.best, outputs)
+            write_model(self, self.paths.last, outputs)
+            save_state(self.paths.state, run_state(self, ranks), outputs)
             self.log.append(row, outputs)
         return row
 
@@ -508,7 +330,7 @@ class Trainer:
                 row = self._train_epoch()
                 self.epoch += 1
                 validated = self.validate() if context.is_main and self.run_progress.validates(self.epoch) else None
-                ranks = context.gather(self._rank_state())
+                ranks = context.gather(rank_state(self))
                 if context.is_main:
                     row = self._end_of_epoch(row, validated, ranks, started)
                     stopped_early = (options.early_stopping is not None
@@ -524,9 +346,13 @@ class Trainer:
         if stopped_early and context.is_main:
             self.progress.info(f"Early stopping after epoch {self.epoch}: no better validation mIoU for "
                                f"{options.early_stopping} validation(s); best epoch {self.best['epoch']}.")
+        if context.is_main:
+            self._score_missing_inputs()
+        context.barrier()
         return {"output": str(self.paths.best), "last": str(self.paths.last), "state": str(self.paths.state),
                 "log_dir": str(self.paths.log_dir), "best_miou": self.best["miou"], "best_epoch": self.best["epoch"],
-                "best_metrics": self.best["scores"], "epochs_run": self.epoch, "stopped_early": stopped_early,
+                "best_metrics": self.best["scores"], "modality_scores": self.card.modality_scores or None,
+                "epochs_run": self.epoch, "stopped_early": stopped_early,
                 "trainable_parameters": report["trainable"], "total_parameters": report["total"],
                 "processes": context.world_size, "distributed_backend": context.backend}
 

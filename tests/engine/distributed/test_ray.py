@@ -323,6 +323,37 @@ def test_extent_mask_and_cog_outputs_equal_the_single_process_run(scene_300, mod
     assert sorted(p.name for p in distributed.iterdir()) == sorted(p.name for p in single.iterdir())
 
 
+@pytest.mark.parametrize("dsm_input", ["no DSM", "DSM with gaps"])
+def test_without_a_dsm_or_with_its_gaps_predicted_ray_equals_the_single_process_run(scene_300, model_56, tmp_path,
+                                                                                    dsm_input):
+    """Workers open the scene as the driver does: no DSM at all, or a DSM whose nodata pixels are predicted
+    (`--dsm-gaps predict`, the default, which `open_scene` alone would not apply)."""
+    optical, dsm = scene_300
+    if dsm_input == "DSM with gaps":
+        gappy = gdal.Translate(str(tmp_path / "gappy.tif"), str(dsm), noData=-9999.0)
+        heights = gappy.GetRasterBand(1).ReadAsArray()
+        heights[150:260, 20:140] = -9999.0
+        gappy.GetRasterBand(1).WriteArray(heights)
+        gappy = None
+        dsm = tmp_path / "gappy.tif"
+    else:
+        dsm = None
+    single, distributed = tmp_path / "single", tmp_path / "ray"
+    single.mkdir()
+    distributed.mkdir()
+    expected = segment(optical, dsm, single / "classes.tif", model=model_56)
+    args = ["segment", "--optical", str(optical), "--model", str(model_56), "--output",
+            str(distributed / "classes.tif"), "--ray", "local", "--tile-size", "112"]
+    code, found, stderr = run_cli(args + (["--dsm", str(dsm)] if dsm is not None else []), tmp_path)
+    assert code == 0, stderr[-3000:]
+    result = result_of(found)
+    assert result["dsm_absent"] == (dsm is None) == expected["dsm_absent"]
+    assert result["tiles"] == 9
+    _assert_equal_to_reference(distributed / "classes.tif", single)
+    if dsm is not None:  # the gap is predicted (classes there), not nodata
+        assert (read(distributed / "classes.tif")[150:260, 20:140] != 255).all()
+
+
 def test_a_margin_plan_on_ray_equals_the_single_process_margin_run(scene_300, model_56, tmp_path):
     """--margin reaches the workers: each tile keeps only the window centres, as the single-process run does."""
     single, distributed = tmp_path / "single", tmp_path / "ray"

@@ -45,10 +45,13 @@ def test_backbone_counts_follow_the_variant(capsys):
 
 def test_model_file_table(tmp_path, capsys):
     path = tmp_path / "m.safetensors"
-    save_model(path, build_model(MoBaNetConfig(num_classes=6)), ModelCard(name="demo", training={"epochs": 3}))
+    scores = {"both": {"miou": 0.8}, "dsm_absent": {"miou": 0.7}, "optical_absent": {"miou": 0.4}}
+    save_model(path, build_model(MoBaNetConfig(num_classes=6)),
+               ModelCard(name="demo", training={"epochs": 3}, modality_scores=scores))
     result = run_info([str(path)], mode="tqdm")
     out = capsys.readouterr().out
     assert "name:         demo" in out and "backbone:     tiny" in out and "full)" in out
+    assert "validation:   mIoU 0.800 with both inputs, 0.700 without DSM, 0.400 without optical" in out
     assert "building" in out and '"epochs": 3' in out
     assert result["card"]["name"] == "demo" and result["trainable"] > 0
 

@@ -209,6 +209,6 @@ def test_new_models_record_dinov2_and_files_without_the_field_keep_timm(tmp_path
 
 
 def test_embedded_default_model_keeps_the_resampling_it_was_trained_with():
+    """Retrained with DINOv2's resampling (make default-model), recorded in its card and used on loading."""
     model, card = load_model(default_model_path())
-    assert "pos_embed_interpolation" not in card.config  # saved before the field existed
-    assert model.config.pos_embed_interpolation == "timm"
+    assert card.config["pos_embed_interpolation"] == model.config.pos_embed_interpolation == "dinov2"

@@ -5,6 +5,8 @@ import pytest
 from osgeo import gdal, ogr, osr
 
 from mobanet.card import DsmNormalization, ModelCard, OpticalNormalization
+from mobanet.errors import MobanetError
+from mobanet.model.masking import ABSENT
 from mobanet.raster.scene import open_scene
 
 from .conftest import ORIGIN, synthetic_pair, write_raster
@@ -210,3 +212,56 @@ def test_a_paletted_optical_raster_is_expanded_to_rgb(tmp_path):
     expected = np.array(colours, np.float32)[indices].transpose(2, 0, 1)
     assert np.array_equal(valid, indices != 0)
     assert np.allclose(raw[:, valid], scene.optical_normalizer(expected)[:, valid])
+
+
+def _gappy_pair(tmp_path):
+    """Optical 100 px with a nodata strip; a DSM that ends 20 px short of the right edge and has a nodata hole."""
+    optical, dsm = synthetic_pair(100)
+    optical[:, :10] = 0
+    dsm[40:60, 20:50] = -9999
+    o = write_raster(tmp_path / "o.tif", optical, nodata=0)
+    d = write_raster(tmp_path / "d.tif", np.ascontiguousarray(dsm[:, :80]), nodata=-9999)
+    gaps = np.zeros((100, 100), bool)
+    gaps[40:60, 20:50] = True
+    gaps[:, 80:] = True
+    optical_valid = np.ones((100, 100), bool)
+    optical_valid[:10] = False
+    return o, d, gaps, optical_valid
+
+
+def test_dsm_gaps_are_nodata_or_predicted_with_the_missing_modality_value(tmp_path):
+    o, d, gaps, optical_valid = _gappy_pair(tmp_path)
+    _, nodata_dsm, nodata_valid = open_scene(o, d, ModelCard(), dsm_gaps="nodata").read(0, 0, 100, 100)
+    optical, dsm, valid = open_scene(o, d, ModelCard(), dsm_gaps="predict").read(0, 0, 100, 100)
+    assert np.array_equal(nodata_valid, optical_valid & ~gaps)
+    assert np.array_equal(valid, optical_valid)  # gaps are predicted: only the optical decides
+    assert (dsm[0][gaps] == ABSENT).all()
+    assert np.array_equal(dsm[0][valid & ~gaps], nodata_dsm[0][valid & ~gaps])  # the same heights elsewhere
+    assert np.abs(dsm[0][valid & ~gaps]).max() > 0.5  # (real heights, not the missing value)
+    assert (optical[:, ~valid] == ABSENT).all()
+    with pytest.raises(MobanetError, match="--dsm-gaps"):
+        open_scene(o, d, ModelCard(), dsm_gaps="fill")
+
+
+def test_without_a_dsm_every_optical_pixel_is_valid_and_the_dsm_input_is_missing(tmp_path):
+    o, d, _, optical_valid = _gappy_pair(tmp_path)
+    with_dsm = open_scene(o, d, ModelCard(), dsm_gaps="predict")
+    scene = open_scene(o, None, ModelCard())
+    assert scene.dsm_absent and scene.dsm_path is None and not with_dsm.dsm_absent
+    optical, dsm, valid = scene.read(-7, 0, 120, 100)
+    assert (dsm == ABSENT).all() and np.array_equal(valid[:, 7:107], optical_valid)
+    assert np.array_equal(optical, with_dsm.read(-7, 0, 120, 100)[0])  # the optical input does not change
+
+
+def test_hiding_marks_a_modality_missing_in_a_view_only(tmp_path):
+    optical, dsm = synthetic_pair(60)
+    scene = open_scene(write_raster(tmp_path / "o.tif", optical), write_raster(tmp_path / "d.tif", dsm), ModelCard())
+    full = scene.read(0, 0, 60, 60)
+    no_optical = scene.hiding("optical").read(0, 0, 60, 60)
+    no_dsm = scene.crop(0, 0, 60, 60).hiding("dsm")
+    assert (no_optical[0] == ABSENT).all() and np.array_equal(no_optical[1], full[1])
+    assert np.array_equal(no_optical[2], full[2])  # validity comes from the files, not from what is hidden
+    assert no_dsm.dsm_absent and (no_dsm.read(0, 0, 60, 60)[1] == ABSENT).all()
+    assert np.array_equal(scene.read(0, 0, 60, 60)[0], full[0])  # the scene itself is untouched
+    with pytest.raises(ValueError, match="modalities"):
+        scene.hiding("lidar")

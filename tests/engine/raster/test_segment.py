@@ -39,7 +39,7 @@ def test_output_is_a_classified_geotiff_on_the_optical_grid(tmp_path, tiny_model
     d = write_raster(tmp_path / "d.tif", dsm, (ORIGIN[0], 0.5, 0, ORIGIN[1], 0, -0.5), nodata=float("nan"))
     out = tmp_path / "out.tif"
     result = segment(o, d, out, model=tiny_model, confidence=tmp_path / "conf.tif",
-                     polygons=tmp_path / "poly.gpkg", min_area=5.0)
+                     polygons=tmp_path / "poly.gpkg", min_area=5.0, dsm_gaps="nodata")
     source, classified = gdal.Open(str(o)), gdal.Open(str(out))
     assert classified.GetGeoTransform() == source.GetGeoTransform()
     assert (classified.RasterXSize, classified.RasterYSize) == (300, 300)

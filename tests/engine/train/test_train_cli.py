@@ -60,3 +60,48 @@ def test_two_process_gloo_run_writes_exactly_one_checkpoint_set(synthetic, tmp_p
         "ddp.last.safetensors", "ddp.safetensors", "ddp.state.safetensors", "ddp_logs"]
     rows = json.loads((tmp_path / "ddp_logs" / "history.json").read_text())
     assert [r["epoch"] for r in rows] == [1]
+
+
+def test_cli_masking_and_auxiliary_loss_options_reach_the_model(synthetic, tmp_path, capsys):
+    from mobanet.modelfile import load_model
+
+    output = tmp_path / "full.safetensors"  # every knob away from its default
+    code = main(["train", *scene_arguments(synthetic[:1]), "--output", str(output), *TINY, "--epochs", "1",
+                 "--mcrm", "full", "--mcrm-ratio", "0.3", "--no-aux-loss", "--no-feature-pyramid", "--json-progress"])
+    assert code == 0, capsys.readouterr().out[-2000:]
+    model, card = load_model(output)
+    assert card.training["mcrm"] == "full" and card.training["mcrm_ratio"] == 0.3
+    assert card.training["aux_heads"] is False and card.config["aux_heads"] is False
+    assert not hasattr(model, "aux_heads") and not hasattr(model, "pyramid")
+
+
+def test_the_feature_pyramid_default_follows_the_profile():
+    """On for our profile (the ablation's choice); the authors' layout has none, so `--profile reference` works
+    without `--no-feature-pyramid`; an explicit choice wins."""
+    from mobanet.model import MoBaNetConfig
+    from mobanet.train import TrainOptions
+    from mobanet.train.options import feature_pyramid_for
+
+    base = dict(scenes=[], output=Path("m.safetensors"))
+    assert feature_pyramid_for(TrainOptions(**base)) is True
+    reference = TrainOptions(**base, profile="reference")
+    assert feature_pyramid_for(reference) is False
+    MoBaNetConfig(profile="reference", feature_pyramid=feature_pyramid_for(reference))  # accepted
+    assert feature_pyramid_for(TrainOptions(**base, feature_pyramid=False)) is False
+
+
+def test_cli_defaults_are_the_trainers():
+    """`mobanet train` shows and uses TrainOptions' defaults (one source for CLI, Python and the ablation)."""
+    import argparse
+
+    from mobanet.commands import train as command
+    from mobanet.train import TrainOptions
+
+    parser = argparse.ArgumentParser()
+    command.register(parser.add_subparsers(), [])
+    args = parser.parse_args(["train", "--optical", "a", "--dsm", "b", "--labels", "c", "--output", "m"])
+    defaults = TrainOptions(scenes=[], output=Path("m"))
+    for name in ("mcrm", "mcrm_ratio", "aux_weight", "feature_pyramid", "epochs", "iterations", "batch_size",
+                 "window", "lr"):
+        assert getattr(args, name) == getattr(defaults, name), name
+    assert args.aux_loss == defaults.aux_heads

@@ -15,11 +15,13 @@ from safetensors import safe_open
 
 from mobanet.card import DEFAULT_WINDOW, ModelCard
 from mobanet.errors import Cancelled, MobanetError
+from mobanet.evaluate import evaluate
 from mobanet.model import MoBaNetConfig, build_model
 from mobanet.modelfile import load_model, read_card, save_model
 from mobanet.progress import Progress
 from mobanet.raster import segment
 from mobanet.train import SceneFiles, TrainOptions, train
+from mobanet.train.checkpoint import card_training, rank_state
 from mobanet.train.distributed import DistributedContext
 from mobanet.train.trainer import Trainer
 
@@ -93,7 +95,7 @@ def test_one_window_for_training_validation_and_segmentation(synthetic, tmp_path
     assert trainer.card.window == trainer.sampler.window == 56
     optical, dsm, labels = trainer.sampler.batch(2)
     assert optical.shape[-2:] == dsm.shape[-2:] == labels.shape[-2:] == (56, 56)
-    assert trainer._card_training()["window"] == 56
+    assert card_training(trainer)["window"] == 56
 
     default = Trainer(tiny_options(synthetic[:1], tmp_path, window=None), Progress("quiet"), DistributedContext())
     assert default.card.window == default.sampler.window == DEFAULT_WINDOW == 19 * 14
@@ -182,13 +184,34 @@ def test_validation_scenes_and_class_balanced_single_stream(synthetic, tmp_path)
     assert summary["best_miou"] is not None
 
 
+def test_the_best_models_card_scores_it_without_each_input_as_segment_would(synthetic, tmp_path):
+    """After the last epoch the best model is scored with the DSM and with the optical image missing. The DSM-absent
+    score is what `segment` without a DSM gives on the validation scene, and "both" is the best epoch's score."""
+    summary = train(tiny_options(synthetic[:1], tmp_path, validation=synthetic[2:], epochs=2, mcrm="mix"))
+    output = tmp_path / "model.safetensors"
+    card = read_card(output)
+    scores = card.modality_scores
+    assert set(scores) == {"both", "dsm_absent", "optical_absent"} and summary["modality_scores"] == scores
+    assert scores["both"]["miou"] == pytest.approx(card.training["best_metrics"]["miou"])
+    assert all(0.0 <= scores[k]["miou"] <= 1.0 for k in scores)
+    predicted = tmp_path / "no_dsm.tif"
+    segment(synthetic[2].optical, None, predicted, model=output, batch_size=2)
+    assert evaluate(predicted, synthetic[2].labels)["miou"] == pytest.approx(scores["dsm_absent"]["miou"], abs=1e-9)
+    assert tensors(output).keys() == tensors(tmp_path / "model.last.safetensors").keys()
+
+
+def test_without_validation_no_modality_scores_are_claimed(synthetic, tmp_path):
+    summary = train(tiny_options(synthetic[:1], tmp_path, holdout=0.0, epochs=1))
+    assert summary["modality_scores"] is None and read_card(tmp_path / "model.safetensors").modality_scores == {}
+
+
 def test_only_a_better_validation_miou_replaces_the_best_model(synthetic, tmp_path):
     trainer = Trainer(tiny_options(synthetic[:1], tmp_path), Progress("quiet"), DistributedContext())
     output = tmp_path / "model.safetensors"
     stale = []
     for epoch, miou in enumerate([0.5, 0.4, 0.5, 0.6], start=1):
         trainer.epoch = epoch
-        trainer._end_of_epoch({}, {"miou": miou, "per_class": {}}, [trainer._rank_state()], time.perf_counter())
+        trainer._end_of_epoch({}, {"miou": miou, "per_class": {}}, [rank_state(trainer)], time.perf_counter())
         stale.append(trainer.stale_validations)
         assert read_card(output).training["best_epoch"] == trainer.best["epoch"]
     assert stale == [0, 1, 2, 0] and trainer.best["epoch"] == 4  # equal is not better: early stopping counts it

@@ -1,10 +1,15 @@
-"""Ablation benchmark on synthetic scenes (`make bench-ablation`).
+"""Design ablation from scratch on synthetic scenes: network layouts (profiles, CPIA forms).
+
+The evidence for `mobanet train`'s MCRM, auxiliary-loss and feature-pyramid
+defaults is the frozen-backbone, multi-seed ablation in `benchmarks/ablation/`
+(`make bench-ablation`); this older one-seed script compares layouts whose
+backbone trains too, and wrote benchmarks/results/ablation_profiles.md.
 
 Trains every variant with the same budget (data, iterations, seed) and scores
 it on held-out synthetic scenes three times: with both modalities, with the DSM
 missing and with the optical image missing (the missing input is zeroed after
 normalisation, as MCRM's "full" masking does in training). Writes
-benchmarks/results/ablation.md and .json.
+benchmarks/results/ablation_profiles.md and .json by default.
 
 No pretrained foundation model can be downloaded here, so every variant uses
 the tiny DINOv2-structured ViT trained from scratch (``finetune_backbone``);
@@ -89,7 +94,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--window", type=int, default=224)
     parser.add_argument("--only", nargs="*", help="run only these variants (names as in the table)")
-    parser.add_argument("--output", type=Path, default=RESULTS / "ablation.md")
+    parser.add_argument("--output", type=Path, default=RESULTS / "ablation_profiles.md")
     args = parser.parse_args()
 
     rows = []
@@ -120,8 +125,7 @@ def main() -> None:
 
 
 def write_results(rows: list[dict], args: argparse.Namespace) -> None:
-    command = shlex.join(["python", "benchmarks/ablation.py", *sys.argv[1:]]) if sys.argv[1:] else \
-        "make bench-ablation"
+    command = shlex.join(["python", "benchmarks/ablation_profiles.py", *sys.argv[1:]])
     class_names = rows[0]["both"]["class_names"]
     lines = [
         "# Ablation on synthetic scenes",
