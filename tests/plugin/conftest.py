@@ -14,6 +14,7 @@ import json
 import shutil
 import struct
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -97,24 +98,53 @@ def model_card_of():
 
 
 class RecordingFeedback:
-    """Factory of a real QgsProcessingFeedback that records what the algorithm reports."""
+    """Factory of a real QgsProcessingFeedback that keeps what an algorithm or the engine set-up reports.
+
+    ``cancel_on_progress``: cancel at the first progress text; ``cancel_when(line)``: cancel when an info or
+    console line matches. Either stands for the dialog's Cancel button.
+    """
 
     @staticmethod
-    def create(cancel_on_progress: bool = False):
+    def create(cancel_on_progress: bool = False, cancel_when: Callable[[str], bool] | None = None):
         from qgis.core import QgsProcessingFeedback
 
         class _Feedback(QgsProcessingFeedback):
             def __init__(self):
                 super().__init__()
                 self.infos: list[str] = []
+                self.warnings: list[str] = []
+                self.console: list[str] = []  # pushConsoleInfo: the engine's and pip's own output
+                self.commands: list[str] = []
                 self.debug: list[str] = []
                 self.progress_texts: list[str] = []
                 self.timeline: list[tuple[str, object]] = []  # ("progress", percent) and ("text", message) in order
                 self.progressChanged.connect(lambda value: self.timeline.append(("progress", value)))
 
+            @property
+            def percents(self) -> list[float]:
+                return [value for kind, value in self.timeline if kind == "progress"]
+
+            def _seen(self, line: str) -> None:
+                if cancel_when is not None and cancel_when(line):
+                    self.cancel()
+
             def pushInfo(self, info):
                 self.infos.append(info)
                 super().pushInfo(info)
+                self._seen(info)
+
+            def pushWarning(self, warning):
+                self.warnings.append(warning)
+                super().pushWarning(warning)
+
+            def pushConsoleInfo(self, info):
+                self.console.append(info)
+                super().pushConsoleInfo(info)
+                self._seen(info)
+
+            def pushCommandInfo(self, info):
+                self.commands.append(info)
+                super().pushCommandInfo(info)
 
             def pushDebugInfo(self, info):
                 self.debug.append(info)
@@ -126,6 +156,9 @@ class RecordingFeedback:
                 super().setProgressText(text)
                 if cancel_on_progress:
                     self.cancel()
+
+            def log(self) -> str:
+                return "\n".join(self.commands + self.infos + self.warnings + self.console + self.progress_texts)
 
             def engine_pid(self) -> int | None:
                 for line in self.debug:

@@ -17,6 +17,7 @@ import shutil
 import time
 from collections import Counter, deque
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,42 +101,38 @@ def run_tiles(job: TileJob, scene: Scene, card: ModelCard, output: Path, address
 
     connecting = time.perf_counter()
     try:
-        with connect(address, workers) as cluster:
-            layout = plan_workers(cluster, job.device, workers)
-            pool = _WorkerPool(cluster, layout, job, store, progress)
-            try:
-                window = pool.start()
-                start_seconds = time.perf_counter() - connecting
-                grid = job.plan.grid(scene.width, scene.height, window, anchor=scene.anchor)
-                tiles = _plan(scene, job, window, tile_size)
-                store.write_plan({"window": window, "device": pool.device, "tiles": len(tiles), "key": key})
-                store.remove_partials()
-                finished = store.finished(tiles)
-                missing = [t for t in tiles if t.name not in finished]
-                progress.info(f"{len(tiles)} tiles of up to {tile_size} px on {layout.count} Ray worker(s); "
-                              f"{len(tiles) - len(missing)} already in {store.folder}, {len(missing)} to compute.")
-                stats.windows = len(grid)
-                started = time.perf_counter()
-                pool.run(missing, tiles, stats)
-                tiles_seconds = time.perf_counter() - started
-                stats.total_seconds += tiles_seconds
-                unseen = len(tiles) - len(store.finished(tiles))
-                if unseen:
-                    raise ClusterError(f"{unseen} tile(s) that workers finished are not in {store.folder} as this "
-                                       f"machine sees it; put {option('--output')} on storage that every worker "
-                                       "shares (NFS, ...).")
-            except BaseException:
-                if store.folder.is_dir() and any(store.folder.glob("*.npz")):
-                    progress.info(f"Finished tiles are kept in {store.folder}; run the same command again to compute "
-                                  "only the missing ones.")
-                raise
-            finally:
-                pool.close()
+        with connect(address, workers) as cluster, closing(
+                _WorkerPool(cluster, plan_workers(cluster, job.device, workers), job, store, progress)) as pool:
+            window = pool.start()
+            start_seconds = time.perf_counter() - connecting
+            grid = job.plan.grid(scene.width, scene.height, window, anchor=scene.anchor)
+            tiles = _plan(scene, job, window, tile_size)
+            store.write_plan({"window": window, "device": pool.device, "tiles": len(tiles), "key": key})
+            store.remove_partials()
+            finished = store.finished(tiles)
+            missing = [t for t in tiles if t.name not in finished]
+            progress.info(f"{len(tiles)} tiles of up to {tile_size} px on {pool.layout.count} Ray worker(s); "
+                          f"{len(tiles) - len(missing)} already in {store.folder}, {len(missing)} to compute.")
+            stats.windows = len(grid)
+            started = time.perf_counter()
+            pool.run(missing, tiles, stats)
+            tiles_seconds = time.perf_counter() - started
+            stats.total_seconds += tiles_seconds
+            unseen = len(tiles) - len(store.finished(tiles))
+            if unseen:
+                raise ClusterError(f"{unseen} tile(s) that workers finished are not in {store.folder} as this "
+                                   f"machine sees it; put {option('--output')} on storage that every worker "
+                                   "shares (NFS, ...).")
+    except BaseException:
+        if store.tile_count():
+            progress.info(f"Finished tiles are kept in {store.folder}; run the same command again to compute "
+                          "only the missing ones.")
+        raise
     finally:
         store.remove_partials()  # the workers stopped with the cluster: a tile one was writing is not kept
 
     return TileRun(store, tiles, window, pool.device, job.with_confidence, address, tile_size, len(missing),
-                   layout.count, pool.replaced, start_seconds, tiles_seconds)
+                   pool.layout.count, pool.replaced, start_seconds, tiles_seconds)
 
 
 def _plan(scene: Scene, job: TileJob, window: int, tile_size: int) -> list[Tile]:

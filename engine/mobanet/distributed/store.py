@@ -102,6 +102,12 @@ class TileStore:
         present = {p.name for p in self.folder.iterdir()}
         return {t.name for t in tiles if f"{t.name}{TILE_SUFFIX}" in present}
 
+    def tile_count(self) -> int:
+        """Complete tile files in the store (half-written ones not counted)."""
+        if not self.folder.is_dir():
+            return 0
+        return sum(1 for p in self.folder.iterdir() if p.name.endswith(TILE_SUFFIX) and PARTIAL_MARK not in p.name)
+
     def save(self, block: Block, tile: Tile) -> None:
         """Write one tile atomically (a worker calls this)."""
         arrays = {"classes": block.classes}

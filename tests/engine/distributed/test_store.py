@@ -40,9 +40,9 @@ def test_tiles_are_written_atomically_and_read_back(tmp_path):
     classes = np.arange(112 * 76, dtype=np.uint8).reshape(112, 76)
     confidence = np.full((112, 76), 0.5, np.float32)
     (store.folder / f".{TILE.name}.partial-1234abcd.npz").write_bytes(b"half a tile")  # a killed worker's
-    assert store.finished([TILE]) == set()
+    assert store.finished([TILE]) == set() and store.tile_count() == 0  # half a tile is no tile
     store.save(Block(TILE.y, classes, confidence, TILE.x), TILE)
-    assert store.finished([TILE]) == {TILE.name}
+    assert store.finished([TILE]) == {TILE.name} and store.tile_count() == 1
     store.remove_partials()
     assert sorted(p.name for p in store.folder.iterdir()) == [f"{TILE.name}.npz"]
     block = store.load(TILE, with_confidence=True)
@@ -57,7 +57,7 @@ def test_a_damaged_tile_is_removed_with_a_message_to_rerun(tmp_path):
     store.tile_path(TILE).write_bytes(b"not a numpy archive")
     with pytest.raises(InputError, match="unreadable.*run the same command again"):
         store.load(TILE, with_confidence=False)
-    assert store.finished([TILE]) == set()
+    assert store.finished([TILE]) == set() and store.tile_count() == 0  # half a tile is no tile
     store.save(Block(0, np.zeros((5, 5), np.uint8), None, 0), TILE)  # a tile of the wrong size
     with pytest.raises(InputError, match="wrong size"):
         store.load(TILE, with_confidence=False)

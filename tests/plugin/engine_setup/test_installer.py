@@ -67,7 +67,7 @@ def test_a_running_setup_blocks_a_second_one(mobanet_provider, tmp_path):
     assert "Another set-up is running" in message
 
 
-def test_a_failed_build_is_removed_and_the_active_environment_stays(recorder, tmp_path):
+def test_a_failed_build_is_removed_and_the_active_environment_stays(recording_feedback, tmp_path):
     """An engine whose requirements lack torch: pip succeeds, the check fails, nothing is switched."""
     engine = tmp_path / "engine"
     shutil.copytree(ROOT / "engine" / "mobanet", engine / "mobanet",
@@ -77,7 +77,7 @@ def test_a_failed_build_is_removed_and_the_active_environment_stays(recorder, tm
     location.folder.mkdir()
     (location.folder / "active").write_text("env-earlier\n")
     (location.folder / "env-earlier").mkdir()  # the environment in use (here a broken one): must stay untouched
-    feedback = recorder()
+    feedback = recording_feedback()
     with pytest.raises(SetupError, match="new engine environment does not work") as failed:
         Installer(SetupRequest(location.folder, device="cpu"), feedback, EngineSource(engine)).run()
     assert "torch" in str(failed.value)

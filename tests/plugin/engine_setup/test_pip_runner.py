@@ -43,8 +43,8 @@ def _options(url, target):
     return ["--no-deps", "--no-index", "--no-cache-dir", "--find-links", url, "--target", str(target)]
 
 
-def test_pip_output_is_streamed_and_moves_the_progress_bar(recorder, wheel_server, tmp_path):
-    feedback = recorder()
+def test_pip_output_is_streamed_and_moves_the_progress_bar(recording_feedback, wheel_server, tmp_path):
+    feedback = recording_feedback()
     env, _ = pip_environment(PYTHON, None)
     assert pip_version(PYTHON, env) >= (24, 1)
     progress = pip_install(PYTHON, [*_options(wheel_server, tmp_path / "site"), "bigpkg"], env, feedback,
@@ -53,14 +53,14 @@ def test_pip_output_is_streamed_and_moves_the_progress_bar(recorder, wheel_serve
     assert any("--progress-bar raw" in command for command in feedback.commands)
     assert any(line.startswith("Successfully installed bigpkg-1.0") for line in feedback.console)
     assert not any(line.startswith("Progress ") for line in feedback.console)  # raw lines become the bar
-    assert any(text.endswith(": 100 %") and "bigpkg" in text for text in feedback.texts)
-    assert 10 <= min(feedback.progress) < max(feedback.progress) == 50
-    assert feedback.progress == sorted(feedback.progress)
+    assert any(text.endswith(": 100 %") and "bigpkg" in text for text in feedback.progress_texts)
+    assert 10 <= min(feedback.percents) < max(feedback.percents) == 50
+    assert feedback.percents == sorted(feedback.percents)
     assert not progress.errors
 
 
-def test_a_failed_install_is_one_sentence_with_pips_reason(recorder, wheel_server, tmp_path):
-    feedback = recorder()
+def test_a_failed_install_is_one_sentence_with_pips_reason(recording_feedback, wheel_server, tmp_path):
+    feedback = recording_feedback()
     env, _ = pip_environment(PYTHON, None)
     with pytest.raises(PipFailed) as failed:
         pip_install(PYTHON, [*_options(wheel_server, tmp_path), "bigpkg==2.0"], env, feedback,
@@ -71,8 +71,8 @@ def test_a_failed_install_is_one_sentence_with_pips_reason(recorder, wheel_serve
     assert "WHEELHOUSE" in message and "\n" not in message
 
 
-def test_cancel_stops_the_child_at_once(recorder, tmp_path):
-    feedback = recorder(cancel_when=lambda line: line.startswith("started"))
+def test_cancel_stops_the_child_at_once(recording_feedback, tmp_path):
+    feedback = recording_feedback(cancel_when=lambda line: line.startswith("started"))
     script = "import os, time; print('started', os.getpid(), flush=True); time.sleep(600)"
     started = time.monotonic()
     with pytest.raises(SetupCancelled, match="engine environment is as it was before"):
