@@ -218,8 +218,6 @@ class SegmentAlgorithm(MobanetAlgorithm):
 
         result = self.run_engine(arguments, feedback, [path for path in outputs.values() if path])
         _report_class_shares(result, feedback)
-        if result.get("dsm_absent"):
-            feedback.pushWarning(str(result.get("missing_dsm_note") or "Segmented without a DSM."))
         style_on_load(outputs["OUTPUT"], context, str(result.get("style") or
                                                       Path(outputs["OUTPUT"]).with_suffix(STYLE_SUFFIX)))
         style_on_load(outputs["VECTOR"], context)

@@ -34,6 +34,11 @@ def _trained_for_it(card: ModelCard) -> bool | None:
     return None if mcrm is None else mcrm != "none"
 
 
+def uses_dsm(card: ModelCard) -> bool:
+    """Whether the model reads a DSM at all (an optical-only model loses nothing without one)."""
+    return card.config.get("streams", "dual") != "optical"
+
+
 def check_dsm_needed(card: ModelCard, model: str) -> None:
     """A model that sees only the DSM cannot run without one."""
     if card.config.get("streams") == "dsm":
@@ -42,7 +47,7 @@ def check_dsm_needed(card: ModelCard, model: str) -> None:
 
 def missing_dsm_note(card: ModelCard, model: str, gap_share: float | None = None) -> str:
     """One or two sentences: the DSM (or the share ``gap_share`` of its pixels) is missing, and what that costs."""
-    if card.config.get("streams") == "optical":
+    if not uses_dsm(card):
         return f"The model {model} does not use a DSM: nothing is lost without one."
     what = (f"The DSM has no data on {100 * gap_share:.1f} % of the scene; those pixels are predicted from the "
             "optical image alone" if gap_share is not None

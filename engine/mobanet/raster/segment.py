@@ -26,7 +26,7 @@ from mobanet.modelfile import load_model, read_card
 from mobanet.pathcheck import OUTPUT, PathArgument, check_paths
 from mobanet.progress import Progress
 from mobanet.raster.blend import Block
-from mobanet.raster.missing import check_dsm_needed, missing_dsm_cost, missing_dsm_note
+from mobanet.raster.missing import check_dsm_needed, missing_dsm_cost, missing_dsm_note, uses_dsm
 from mobanet.raster.polygon_style import store_polygon_style
 from mobanet.raster.predict import RunStats, WindowPredictor, predict_blocks, resolve_device, resolve_window
 from mobanet.raster.scene import DEFAULT_DSM_GAPS, Scene, aligned_source, coverage_warning, input_path, open_scene
@@ -194,7 +194,9 @@ def segment(optical: str | Path, dsm: str | Path | None, output: str | Path, mod
         missing_note = missing_dsm_note(card, str(model_path))
     elif dsm_gaps == "predict" and gap_share > 0:
         missing_note = missing_dsm_note(card, str(model_path), gap_share)
-    if missing_note is not None:
+    if dsm is None and uses_dsm(card):
+        warn(missing_note)  # the whole result is less accurate than with a DSM: a warning, in the summary too
+    elif missing_note is not None:
         progress.info(missing_note)
     stats = RunStats()
     tiles = None

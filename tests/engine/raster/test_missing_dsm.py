@@ -22,9 +22,13 @@ class Recording(Progress):
     def __init__(self):
         super().__init__("quiet")
         self.infos: list[str] = []
+        self.warnings: list[str] = []
 
     def info(self, message):
         self.infos.append(message)
+
+    def warning(self, message):
+        self.warnings.append(message)
 
 
 def _model(folder, name, card=None, **config):
@@ -55,7 +59,8 @@ def test_without_a_dsm_the_model_gets_exactly_the_masked_dsm_of_training(tmp_pat
     assert result["dsm"] is None and result["dsm_absent"] and result["dsm_gaps"] is None
     assert result["missing_dsm_cost"] is None
     note = result["missing_dsm_note"]
-    assert note in progress.infos and "No DSM given" in note and "records no validation scores" in note
+    assert "No DSM given" in note and "records no validation scores" in note
+    assert progress.warnings == result["warnings"] == [note] and note not in progress.infos  # said once, as a warning
 
 
 def test_the_note_quotes_the_models_own_scores(tmp_path):
