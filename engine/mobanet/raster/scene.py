@@ -20,6 +20,7 @@ from the optical image, the way MCRM trained it.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,8 +155,6 @@ class Scene:
                  window: tuple[int, int, int, int], optical_path: str | Path, dsm_path: str | Path | None,
                  mask_layer: ogr.Layer | None = None, mask_dataset: ogr.DataSource | None = None,
                  dsm_coverage: float = 1.0, notes: list[str] | None = None, dsm_gaps: str = "nodata"):
-        if dsm_gaps not in DSM_GAP_MODES:
-            raise ValueError(f"dsm_gaps must be one of {DSM_GAP_MODES}, got {dsm_gaps!r}")
         self._optical, self._dsm = optical, dsm
         self.optical_normalizer, self.dsm_normalizer = optical_norm, dsm_norm
         self._base_geotransform = tuple(base_geotransform)
@@ -196,8 +195,7 @@ class Scene:
         right, bottom = min(x + w, self.width), min(y + h, self.height)
         if right <= left or bottom <= top:
             raise ValueError(f"crop {(x, y, w, h)} lies outside the {self.width} x {self.height} scene")
-        view = Scene.__new__(Scene)
-        view.__dict__.update(self.__dict__)
+        view = copy.copy(self)
         view.x0, view.y0, view.width, view.height = self.x0 + left, self.y0 + top, right - left, bottom - top
         gt = self._base_geotransform
         view.geotransform = (gt[0] + view.x0 * gt[1], gt[1], 0.0, gt[3] + view.y0 * gt[5], 0.0, gt[5])
@@ -208,8 +206,7 @@ class Scene:
         unknown = set(modalities) - set(MODALITIES)
         if unknown:
             raise ValueError(f"unknown modalities {sorted(unknown)}; use {MODALITIES}")
-        view = Scene.__new__(Scene)
-        view.__dict__.update(self.__dict__)
+        view = copy.copy(self)
         view.hidden = self.hidden | frozenset(modalities)
         return view
 

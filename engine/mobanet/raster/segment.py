@@ -188,16 +188,16 @@ def segment(optical: str | Path, dsm: str | Path | None, output: str | Path, mod
                       "then back onto the optical grid.")
     resampled = scene.geotransform != output_grid[0] or (scene.width, scene.height) != output_grid[1:]
 
-    gap_share = scene.dsm_gap_share() if dsm is not None else None
-    missing_note = None
+    gap_share = missing_note = None
     if dsm is None:
         missing_note = missing_dsm_note(card, str(model_path))
-    elif dsm_gaps == "predict" and gap_share > 0:
-        missing_note = missing_dsm_note(card, str(model_path), gap_share)
-    if dsm is None and uses_dsm(card):
-        warn(missing_note)  # the whole result is less accurate than with a DSM: a warning, in the summary too
-    elif missing_note is not None:
-        progress.info(missing_note)
+        # the whole result is less accurate than with a DSM: a warning (in the summary too), unless it reads none
+        (warn if uses_dsm(card) else progress.info)(missing_note)
+    else:
+        gap_share = scene.dsm_gap_share()
+        if dsm_gaps == "predict" and gap_share > 0:
+            missing_note = missing_dsm_note(card, str(model_path), gap_share)
+            progress.info(missing_note)
     stats = RunStats()
     tiles = None
     if ray is not None:  # every tile computed on Ray first; the outputs below are assembled from the tile store
